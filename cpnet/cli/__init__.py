@@ -1,0 +1,50 @@
+"""The command line: `cpnet <subcommand>`.
+
+Each subcommand lives in its own module of this package and exposes ``add_parser(subparsers)``, which registers
+its arguments and sets ``func`` (called with the parsed namespace, returning an exit code). This module only
+dispatches and turns expected user errors into one line on stderr instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules, in the order `cpnet --help` lists them.
+SUBCOMMANDS = ["demo", "models", "data", "train", "eval", "predict", "bench", "compare", "visualize", "export"]
+
+
+class UserError(Exception):
+    """An error caused by the user's input; reported as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cpnet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"cpnet.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"cpnet.cli.{name}":
+                continue  # subcommand not part of this build yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"cpnet {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cpnet {args.command}: interrupted", file=sys.stderr)
+        return 130

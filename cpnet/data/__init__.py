@@ -1,0 +1,1 @@
+"""Data: annotation readers, media decoding, clip sampling, transforms and the synthetic motion dataset."""

@@ -1,0 +1,1 @@
+"""Pure tensor functions (no parameters): the cross-frame kNN and video point helpers."""
