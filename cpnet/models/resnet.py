@@ -1,0 +1,281 @@
+"""The one video ResNet: C2D or C3D kernels, basic or bottleneck blocks, CP / non-local / SMART placed by data.
+
+Layout and parameter names follow torchvision's 2D ResNet (``conv1``, ``bn1``, ``layer1``..``layer4`` of blocks
+``conv1/bn1/conv2/bn2(/conv3/bn3)/downsample.0/.1``, ``fc``), so an ImageNet state dict maps onto it by name; conv
+weights carry an extra time dimension. Bottleneck blocks stride on their 3×3 conv, as torchvision does.
+
+Kernels are ``1×k×k`` (C2D, ``temporal_kernel=1``) or ``t×k×k`` (C3D, ``temporal_kernel=3``) for every conv with a
+spatial extent > 1; 1×1 convs (bottleneck ends, downsample shortcuts) stay 1×1×1. There is no temporal stride or
+pooling anywhere. C2D convs are plain ``Conv3d`` with a 1×k×k kernel: on this CPU (oneDNN) that measured as fast as
+folding T into N for ``conv2d`` (fwd+bwd, N=2, C=64, T=8, 56²: 49 ms vs 54 ms including the fold's copies).
+
+Extras hang off a block as attributes so the torchvision names stay intact: ``block.cp`` (CP module on the pre-ReLU
+sum: ``relu(s + cp(s))``) and ``block.nl`` (non-local block after the block's output); SMART blocks replace a
+block's ``conv2`` (or the stem's ``conv1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn as nn
+
+from cpnet.models.cp import CPModule
+from cpnet.models.nonlocal_block import NonLocalBlock
+from cpnet.models.smart import SMARTBlock
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+Placement = Mapping[str, Sequence[int]]
+
+
+def _conv(in_channels: int, out_channels: int, k: int, temporal_kernel: int, stride: int = 1) -> nn.Conv3d:
+    """A k×k conv lifted to video: temporal extent ``temporal_kernel`` when k > 1, else 1×1×1; spatial stride only."""
+    t = temporal_kernel if k > 1 else 1
+    return nn.Conv3d(in_channels, out_channels, (t, k, k), stride=(1, stride, stride),
+                     padding=(t // 2, k // 2, k // 2), bias=False)
+
+
+def _middle_conv(channels: int, temporal_kernel: int, stride: int, smart: bool) -> nn.Module:
+    """A block's 3×3 conv, or the SMART block replacing it (always spatio-temporal 3×3×3)."""
+    if smart:
+        return SMARTBlock(channels, channels, (3, 3, 3), (1, stride, stride))
+    return _conv(channels, channels, 3, temporal_kernel, stride)
+
+
+class _Block(nn.Module):
+    """Shared tail of both block types: shortcut add, optional CP on the pre-ReLU sum, ReLU, optional NL."""
+
+    expansion = 1
+    cp: nn.Module | None
+    nl: nn.Module | None
+
+    def _finish(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        s = residual + shortcut  # the pre-ReLU sum the CP module reads
+        if self.cp is not None:
+            s = s + self.cp(s)
+        out = self.relu(s)
+        return out if self.nl is None else self.nl(out)
+
+
+class BasicBlock(_Block):
+    """Two 3×3 convs (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, planes: int, stride: int, temporal_kernel: int, smart: bool = False,
+                 cp: nn.Module | None = None, nl: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = _conv(in_channels, planes, 3, temporal_kernel, stride)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _middle_conv(planes, temporal_kernel, 1, smart)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.downsample = _shortcut(in_channels, planes, stride)
+        self.cp = cp
+        self.nl = nl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self._finish(x, self.bn2(self.conv2(out)))
+
+
+class Bottleneck(_Block):
+    """1×1 → 3×3 (strided) → 1×1 ×4 (ResNet-50/101), torchvision's layout."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int, temporal_kernel: int, smart: bool = False,
+                 cp: nn.Module | None = None, nl: nn.Module | None = None) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = _conv(in_channels, planes, 1, temporal_kernel)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.conv2 = _middle_conv(planes, temporal_kernel, stride, smart)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.conv3 = _conv(planes, out_channels, 1, temporal_kernel)
+        self.bn3 = nn.BatchNorm3d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(in_channels, out_channels, stride)
+        self.cp = cp
+        self.nl = nl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self._finish(x, self.bn3(self.conv3(out)))
+
+
+def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Sequential | None:
+    """1×1×1 projection + BN when the shape changes (torchvision's ``downsample``), else identity (None)."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return nn.Sequential(_conv(in_channels, out_channels, 1, 1, stride), nn.BatchNorm3d(out_channels))
+
+
+def _width(value: float | int, channels: int, what: str) -> int:
+    """A width given as a fraction of ``channels`` (float) or absolutely (int)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{what} must be a positive int (channels) or float (fraction of C), got {value!r}")
+    return int(value) if isinstance(value, int) else max(1, round(value * channels))
+
+
+def _check_placement(name: str, placement: Placement | None, layers: Sequence[int]) -> dict[str, set[int]]:
+    """Validate a stage → block-indices mapping against the depth; returns it as sets."""
+    out: dict[str, set[int]] = {}
+    for stage, blocks in (placement or {}).items():
+        if stage not in STAGES:
+            raise ValueError(f"{name}: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        depth = layers[STAGES.index(stage)]
+        bad = [b for b in blocks if not isinstance(b, int) or not 0 <= b < depth]
+        if bad:
+            raise ValueError(f"{name}: block indices {bad} out of range for {stage} with {depth} blocks "
+                             f"(0..{depth - 1})")
+        out[stage] = set(blocks)
+    return out
+
+
+class VideoResNet(nn.Module):
+    """C2D/C3D ResNet for clips (N, 3, T, H, W) → logits (N, num_classes).
+
+    Args:
+        block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"`` (ResNet-50/101).
+        layers: blocks per stage layer1..layer4, e.g. (2, 2, 2, 2).
+        num_classes: fc outputs.
+        width: channels of layer1 (64 in the paper; small values build tiny models); stages double it.
+        temporal_kernel: 1 for C2D (1×k×k kernels), 3 for C3D (3×k×k, stem 3×7×7, temporal padding 1).
+        stem_stride: 2 (conv 7×7/2 + max-pool 3×3/2) or 1 (conv stride 1 + the max-pool: the released code's
+            112² variant with the same feature sizes as 224²).
+        dropout: drop probability before the fc.
+        cp_at: stage → block indices that get a CP module on their pre-ReLU sum, e.g. {"layer2": (2, 3)}.
+        cp_k: neighbours per point.
+        cp_mlp: MLP widths, each a float fraction of the block's channels C or an int channel count.
+        cp_bottleneck: optional 1×1×1 reduction before the search (fraction of C or int), None for none.
+        cp_shrink: stage → spatial subsampling factor before the search (e.g. {"layer2": 2}), None for none.
+        cp_init_gamma: initial γ of the CP output BN (0: a fresh CPNet is its C2D backbone).
+        cp_block_size: kNN query block size (memory bound), None for the CP module's default.
+        cp_recompute: recompute CP activations in backward instead of storing them.
+        nl_at: stage → block indices followed by a non-local block.
+        nl_pool: 1×2×2 max-pool on φ and g of the non-local blocks.
+        smart_at: stage → block indices whose middle conv is a SMART block (ARTNet).
+        smart_stem: replace the stem conv by a SMART block (ARTNet).
+        in_channels: input channels (3 for RGB).
+    """
+
+    def __init__(self, block: str = "basic", layers: Sequence[int] = (2, 2, 2, 2), num_classes: int = 400,
+                 width: int = 64, temporal_kernel: int = 1, stem_stride: int = 2, dropout: float = 0.5,
+                 cp_at: Placement | None = None, cp_k: int = 8, cp_mlp: Sequence[float | int] = (0.25, 0.5),
+                 cp_bottleneck: float | int | None = None, cp_shrink: Mapping[str, int] | None = None,
+                 cp_init_gamma: float = 0.0, cp_block_size: int | None = None, cp_recompute: bool = False,
+                 nl_at: Placement | None = None, nl_pool: bool = True, smart_at: Placement | None = None,
+                 smart_stem: bool = False, in_channels: int = 3) -> None:
+        super().__init__()
+        _check_args(block, layers, num_classes, width, temporal_kernel, stem_stride, dropout)
+        self.block, self.layers, self.in_channels = block, tuple(layers), in_channels
+        cp_sites = _check_placement("cp_at", cp_at, layers)
+        nl_sites = _check_placement("nl_at", nl_at, layers)
+        smart_sites = _check_placement("smart_at", smart_at, layers)
+        shrink = _check_shrink(cp_shrink)
+        cp_args = dict(k=cp_k, mlp=tuple(cp_mlp), bottleneck=cp_bottleneck, init_gamma=cp_init_gamma,
+                       block_size=cp_block_size, recompute=cp_recompute)
+
+        if smart_stem:
+            self.conv1: nn.Module = SMARTBlock(in_channels, width, (3, 7, 7), (1, stem_stride, stem_stride))
+        else:
+            self.conv1 = nn.Conv3d(in_channels, width, (temporal_kernel, 7, 7), (1, stem_stride, stem_stride),
+                                   (temporal_kernel // 2, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
+
+        block_cls = BasicBlock if block == "basic" else Bottleneck
+        channels = width
+        for i, stage in enumerate(STAGES):
+            planes, out = width * 2**i, width * 2**i * block_cls.expansion
+            blocks = []
+            for b in range(layers[i]):
+                cp = _make_cp(out, cp_args, shrink.get(stage)) if b in cp_sites.get(stage, ()) else None
+                nl = NonLocalBlock(out, pool=nl_pool) if b in nl_sites.get(stage, ()) else None
+                stride = 2 if i > 0 and b == 0 else 1
+                blocks.append(block_cls(channels, planes, stride, temporal_kernel,
+                                        smart=b in smart_sites.get(stage, ()), cp=cp, nl=nl))
+                channels = out
+            setattr(self, stage, nn.Sequential(*blocks))
+        self.num_features = channels
+        self.avgpool = nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels, num_classes)
+        self._init_backbone()
+
+    def _init_backbone(self) -> None:
+        """He init for backbone convs, BN γ=1 β=0; CP and NL modules keep their own (zero-γ) init."""
+        own_init = {id(m) for mod in self.modules() if isinstance(mod, (CPModule, NonLocalBlock))
+                    for m in mod.modules()}
+        for m in self.modules():
+            if id(m) in own_init:
+                continue
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Clip (N, C_in, T, H, W) -> last-stage features (N, num_features, T, H/32, W/32) (H/16 with stem_stride 1)."""
+        if x.dim() != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected a clip of shape (N, {self.in_channels}, T, H, W), got {tuple(x.shape)}")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Features (N, C, T, H, W) -> logits (N, num_classes): average over T, H, W, dropout, fc."""
+        pooled = self.avgpool(features).flatten(1)  # (N, C, 1, 1, 1) -> (N, C)
+        return self.fc(self.dropout(pooled))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Clip (N, C_in, T, H, W) -> logits (N, num_classes)."""
+        return self.forward_head(self.forward_features(x))
+
+
+def _make_cp(channels: int, cp_args: dict, shrink: int | None) -> CPModule:
+    """A CP module for a block with ``channels`` outputs; widths given as fractions resolve against it."""
+    if not cp_args["mlp"]:
+        raise ValueError("cp_mlp must list at least one width")
+    mlp = [_width(w, channels, "cp_mlp width") for w in cp_args["mlp"]]
+    bottleneck = cp_args["bottleneck"]
+    if bottleneck is not None:
+        bottleneck = _width(bottleneck, channels, "cp_bottleneck")
+    return CPModule(channels, cp_args["k"], mlp, bottleneck=bottleneck, shrink=shrink,
+                    init_gamma=cp_args["init_gamma"], block_size=cp_args["block_size"],
+                    recompute=cp_args["recompute"])
+
+
+def _check_shrink(cp_shrink: Mapping[str, int] | None) -> dict[str, int]:
+    """Validate ``cp_shrink`` (stage → integer factor >= 1)."""
+    out = {}
+    for stage, factor in (cp_shrink or {}).items():
+        if stage not in STAGES:
+            raise ValueError(f"cp_shrink: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"cp_shrink[{stage!r}] must be an int >= 1, got {factor!r}")
+        out[stage] = factor
+    return out
+
+
+def _check_args(block: str, layers: Sequence[int], num_classes: int, width: int, temporal_kernel: int,
+                stem_stride: int, dropout: float) -> None:
+    """Raise ValueError naming the first invalid constructor argument."""
+    if block not in ("basic", "bottleneck"):
+        raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+    if len(layers) != 4 or any(not isinstance(n, int) or n < 1 for n in layers):
+        raise ValueError(f"layers must be 4 positive ints (blocks of layer1..layer4), got {layers!r}")
+    for name, value in (("num_classes", num_classes), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if temporal_kernel not in (1, 3, 5, 7):
+        raise ValueError(f"temporal_kernel must be an odd size in (1, 3, 5, 7), got {temporal_kernel!r}")
+    if stem_stride not in (1, 2):
+        raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
