@@ -1,0 +1,25 @@
+"""Training and evaluation engine: optimiser and schedule, the training loop, checkpoints, evaluation.
+
+Nothing here knows about the config file: each function takes explicit arguments (``cpnet.engine.runs`` is the
+one place that turns a :class:`cpnet.config.Config` into these calls, for the CLI and the demo).
+"""
+
+from cpnet.engine.checkpoint import BEST, LAST, atomic_save, check_compatible, load_checkpoint
+from cpnet.engine.loop import NonFiniteLossError, TrainOptions, evaluate, fit, train_one_epoch
+from cpnet.engine.optim import LRSchedule, build_optimizer, parameter_groups
+
+__all__ = [
+    "BEST",
+    "LAST",
+    "LRSchedule",
+    "NonFiniteLossError",
+    "TrainOptions",
+    "atomic_save",
+    "build_optimizer",
+    "check_compatible",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "parameter_groups",
+    "train_one_epoch",
+]

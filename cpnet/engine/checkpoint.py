@@ -1,0 +1,101 @@
+"""Checkpoints: plain data only, written atomically, loaded with ``weights_only=True``.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts (no pickled objects), so loading it never
+executes code. It is written to a temporary file in the same folder and renamed over the target, so a crash or a
+full disk mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "cpnet-checkpoint"
+VERSION = 1
+LAST = "checkpoint_last.pt"
+BEST = "checkpoint_best.pt"
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary sibling, fsync, then rename over ``path``; no partial file is ever left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def rng_state() -> dict:
+    """The Python, numpy and torch (CPU and CUDA) generator states, as plain data."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state = {
+        "python": list(py_internal) + [py_version],
+        "python_gauss": py_gauss,
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    *internal, version = state["python"]
+    random.setstate((version, tuple(internal), state["python_gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_checkpoint(model: torch.nn.Module, *, epoch: int, meta: dict, **states: Any) -> dict:
+    """The checkpoint dict: model weights, ``epoch`` (completed epochs), ``meta`` (model name, class count,
+    class names, config) and any other plain states (optimizer, schedule, scaler, rng, metrics)."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    ckpt = {"format": FORMAT, "version": VERSION, "epoch": epoch, "model": model.state_dict()}
+    ckpt.update(meta)
+    ckpt.update(states)
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a cpnet checkpoint safely (``weights_only=True``); refuse anything else with a message naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a loadable checkpoint"
+        raise ValueError(f"{path} is not a loadable cpnet checkpoint: {type(e).__name__}: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a cpnet checkpoint (no 'format: {FORMAT}' entry)")
+    if ckpt.get("version") != VERSION:
+        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (expected {VERSION})")
+    return ckpt
+
+
+def check_compatible(ckpt: dict, model_name: str, num_classes: int, path: str | Path = "checkpoint") -> None:
+    """Refuse a checkpoint of another model or class count, naming what differs."""
+    diffs = []
+    if ckpt.get("model_name") != model_name:
+        diffs.append(f"model {ckpt.get('model_name')!r} (expected {model_name!r})")
+    if ckpt.get("num_classes") != num_classes:
+        diffs.append(f"{ckpt.get('num_classes')} classes (expected {num_classes})")
+    if diffs:
+        raise ValueError(f"{path} is for {' and '.join(diffs)}")

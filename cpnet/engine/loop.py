@@ -1,0 +1,235 @@
+"""The training loop: one epoch, centre-view validation, and ``fit`` (epochs, logging, checkpoints, resume).
+
+Batches are ``(clips, labels, indices, num_skipped)`` as made by ``cpnet.data.dataset.collate_skip`` (a
+3-tuple without the skip count is accepted too). The loop holds no model math and no config: everything it needs
+comes in as arguments, so it runs the same for any model and dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from cpnet.engine.checkpoint import BEST, LAST, atomic_save, load_checkpoint, make_checkpoint, rng_state, set_rng_state
+from cpnet.engine.optim import LRSchedule
+from cpnet.engine.runlog import RunLog
+from cpnet.metrics import topk_correct
+
+
+class NonFiniteLossError(ValueError):
+    """The loss became NaN or infinite; the run stops before the bad step touches the weights or checkpoints."""
+
+
+@dataclass
+class TrainOptions:
+    """How to train, independent of model and data."""
+
+    epochs: int
+    accumulate: int = 1
+    label_smoothing: float = 0.0
+    amp: bool = False  # mixed precision; only takes effect on CUDA
+    max_bad_fraction: float = 0.0  # skipped (unreadable) clips allowed per epoch, as a fraction of the dataset
+    progress: bool | None = None  # tqdm bar; None: only when stderr is a terminal
+
+
+def _unpack(batch: tuple) -> tuple[torch.Tensor, torch.Tensor, int]:
+    clips, labels = batch[0], batch[1]
+    skipped = int(batch[3]) if len(batch) > 3 else 0
+    return clips, torch.as_tensor(labels), skipped
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _timed(loader: DataLoader) -> Iterator[tuple[int, tuple, float]]:
+    """Yield (index, batch, seconds spent waiting for it)."""
+    it = iter(loader)
+    i = 0
+    while True:
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        yield i, batch, time.perf_counter() - t0
+        i += 1
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule,
+    *,
+    device: torch.device,
+    options: TrainOptions,
+    scaler: torch.amp.GradScaler,
+    epoch: int,
+) -> dict:
+    """Train for one pass over ``loader``; returns mean loss, running top-1, counts and timings."""
+    model.train()
+    max_bad = math.floor(options.max_bad_fraction * len(loader.dataset))
+    show = sys.stderr.isatty() if options.progress is None else options.progress
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not show, leave=False)
+    loss_sum, correct, seen, skipped, data_time, step_time = 0.0, 0, 0, 0, 0.0, 0.0
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    for i, batch, waited in _timed(loader):
+        t0 = time.perf_counter()
+        clips, labels, n_bad = _unpack(batch)
+        skipped += n_bad
+        if skipped > max_bad:
+            bar.close()
+            raise ValueError(f"epoch {epoch + 1}: {skipped} clips could not be read, more than max_bad_fraction="
+                             f"{options.max_bad_fraction} of {len(loader.dataset)} (see the warnings above)")
+        if len(labels) > 0:
+            clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            with _autocast(device, options.amp):
+                logits = model(clips)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=options.label_smoothing)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                bar.close()
+                raise NonFiniteLossError(
+                    f"loss is {value} at epoch {epoch + 1}, batch {i + 1} (lr {schedule.lr:.3g}); the run stopped "
+                    "before this step and the last good checkpoint is kept: lower optim.lr or check the data")
+            scaler.scale(loss / options.accumulate).backward()
+            loss_sum += value * len(labels)
+            correct += topk_correct(logits.detach(), labels, (1,))[0]
+            seen += len(labels)
+        if (i + 1) % options.accumulate == 0 or i + 1 == len(loader):
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+        data_time += waited
+        step_time += time.perf_counter() - t0
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", lr=f"{schedule.lr:.3g}",
+                        data=f"{1e3 * waited:.0f}ms", step=f"{1e3 * (time.perf_counter() - t0):.0f}ms")
+    bar.close()
+    return {"train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1), "train_samples": seen,
+            "skipped": skipped, "data_seconds": data_time, "step_seconds": step_time,
+            "train_seconds": time.perf_counter() - start}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False) -> dict:
+    """Loss, top-1 and top-5 over ``loader`` (one view per video during training)."""
+    model.eval()
+    loss_sum, hits, seen, skipped = 0.0, [0, 0], 0, 0
+    start = time.perf_counter()
+    for batch in loader:
+        clips, labels, n_bad = _unpack(batch)
+        skipped += n_bad
+        if len(labels) == 0:
+            continue
+        clips, labels = clips.to(device), labels.to(device)
+        with _autocast(device, amp):
+            logits = model(clips).float()
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        hits = [a + b for a, b in zip(hits, topk_correct(logits, labels, (1, 5)))]
+        seen += len(labels)
+    if seen == 0:
+        raise ValueError("validation saw no readable clip")
+    return {"val_loss": loss_sum / seen, "val_top1": hits[0] / seen, "val_top5": hits[1] / seen,
+            "val_samples": seen, "val_skipped": skipped, "val_seconds": time.perf_counter() - start}
+
+
+def _set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Reseed the shuffling sampler and the dataset's augmentation for ``epoch``."""
+    for obj in (loader.sampler, getattr(loader, "batch_sampler", None), loader.dataset):
+        if hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+
+
+def _resume(path: Path, model, optimizer, schedule, scaler, device) -> tuple[int, float]:
+    ckpt = load_checkpoint(path, map_location=device)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    schedule.load_state_dict(ckpt["schedule"])
+    scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    return int(ckpt["epoch"]), float(ckpt["best_top1"])
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    *,
+    device: torch.device,
+    options: TrainOptions,
+    out_dir: str | Path,
+    meta: dict,
+    resume: bool = False,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train ``options.epochs`` epochs, validating, logging and checkpointing after each one.
+
+    ``meta`` (model name, class count, class names, resolved config; plain data) is stored in every checkpoint.
+    ``resume=True`` continues from ``out_dir/checkpoint_last.pt`` with the model, optimiser, schedule, scaler and
+    RNG states of the end of that epoch, so the run ends exactly as an uninterrupted one. Returns a summary.
+    """
+    out_dir = Path(out_dir)
+    scaler = torch.amp.GradScaler("cuda", enabled=options.amp and device.type == "cuda")
+    start_epoch, best = 0, -1.0
+    if resume:
+        start_epoch, best = _resume(out_dir / LAST, model, optimizer, schedule, scaler, device)
+        log(f"resumed {out_dir / LAST} after epoch {start_epoch}")
+    run_log = RunLog(out_dir, keep_epochs=start_epoch)
+    history, record = run_log.records(), {}
+    try:
+        for epoch in range(start_epoch, options.epochs):
+            _set_epoch(train_loader, epoch)
+            record = {"epoch": epoch + 1, "lr": schedule.lr}
+            record |= train_one_epoch(model, train_loader, optimizer, schedule, device=device, options=options,
+                                      scaler=scaler, epoch=epoch)
+            if val_loader is not None:
+                record |= evaluate(model, val_loader, device=device, amp=options.amp)
+            score = record.get("val_top1", record["train_top1"])
+            is_best = score > best
+            best = max(best, score)
+            record["best_top1"] = best
+            run_log.write(record)
+            history.append(record)
+            states = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                      "scaler": scaler.state_dict(), "rng": rng_state(), "best_top1": best, "metrics": record}
+            atomic_save(make_checkpoint(model, epoch=epoch + 1, meta=meta, **states), out_dir / LAST)
+            if is_best:
+                atomic_save(make_checkpoint(model, epoch=epoch + 1, meta=meta, metrics=record), out_dir / BEST)
+            log(_epoch_line(record, options.epochs))
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+    finally:
+        run_log.close()
+    skipped = sum(r.get("skipped", 0) for r in history)
+    if skipped:
+        log(f"{skipped} unreadable training clips were skipped in total (per epoch in metrics.jsonl)")
+    return {"epochs": len(history), "best_top1": best, "last": record, "skipped": skipped,
+            "train_seconds": sum(r["train_seconds"] for r in history)}
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    text = f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  train top1 {100 * r['train_top1']:.1f}%"
+    if "val_top1" in r:
+        text += f"  val loss {r['val_loss']:.4f}  val top1 {100 * r['val_top1']:.1f}%"
+    text += f"  lr {r['lr']:.3g}  {r['train_seconds']:.1f}s (data {r['data_seconds']:.1f}s)"
+    return text + (f"  skipped {r['skipped']}" if r["skipped"] else "")

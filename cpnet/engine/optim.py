@@ -1,0 +1,108 @@
+"""SGD with parameter groups and a per-step learning-rate schedule (warmup, then step or cosine decay).
+
+The schedule is a plain function of the optimiser step, so its whole state is one integer: checkpoints stay
+plain data (``torch.load(weights_only=True)``) and resuming at any step gives the same learning rates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:
+    """Split trainable parameters into a decayed group and, unless ``decay_norm_and_bias``, a no-decay group.
+
+    Normalisation weights and biases are the 0-D/1-D parameters; decaying them shrinks BN scales for no
+    regularisation benefit (and would pull the CP module's zero-initialised output BN towards zero).
+    """
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 and not decay_norm_and_bias else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    decay_norm_and_bias: bool = False,
+) -> torch.optim.SGD:
+    """SGD over ``model``'s trainable parameters (see :func:`parameter_groups`)."""
+    if nesterov and momentum <= 0:
+        raise ValueError(f"nesterov momentum needs momentum > 0, got {momentum}")
+    groups = parameter_groups(model, weight_decay, decay_norm_and_bias)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+
+
+class LRSchedule:
+    """Learning rate per optimiser step: linear warmup, then ``step`` (x gamma every step_size epochs), ``cosine``
+    (down to min_lr at the last step) or ``constant``. Call :meth:`step` after every optimiser step."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        base_lr: float,
+        steps_per_epoch: int,
+        epochs: int,
+        kind: str = "step",
+        step_size: int = 40,
+        gamma: float = 0.1,
+        min_lr: float = 0.0,
+        warmup_epochs: float = 0.0,
+        warmup_start_factor: float = 0.1,
+    ) -> None:
+        if kind not in ("step", "cosine", "constant"):
+            raise ValueError(f"unknown schedule {kind!r}; expected step, cosine or constant")
+        if steps_per_epoch < 1 or epochs < 1:
+            raise ValueError(f"a schedule needs steps_per_epoch >= 1 and epochs >= 1, got {steps_per_epoch}, {epochs}")
+        self.optimizer = optimizer
+        self.base_lr, self.kind, self.gamma, self.min_lr = base_lr, kind, gamma, min_lr
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, steps_per_epoch * epochs
+        self.step_size = step_size
+        self.warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+        self.warmup_start_factor = warmup_start_factor
+        self.last_step = 0
+        self._apply()
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate used by optimiser step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            start = self.warmup_start_factor
+            return self.base_lr * (start + (1.0 - start) * step / self.warmup_steps)
+        if self.kind == "step":
+            return self.base_lr * self.gamma ** (step // (self.step_size * self.steps_per_epoch))
+        if self.kind == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps - 1)
+            progress = min(1.0, (step - self.warmup_steps) / span)
+            return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.base_lr
+
+    @property
+    def lr(self) -> float:
+        return self.lr_at(self.last_step)
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+
+    def step(self) -> None:
+        self.last_step += 1
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {"last_step": self.last_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_step = int(state["last_step"])
+        self._apply()
