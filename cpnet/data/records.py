@@ -1,0 +1,56 @@
+"""The common record every annotation reader returns, and the split it belongs to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video of a dataset split.
+
+    ``path`` is a video file or a folder of frames; ``label`` is -1 when unknown (test splits);
+    ``num_frames`` is filled when it is cheap to know (frame folders), else ``None`` (counted on first read).
+    """
+
+    video_id: str
+    path: Path
+    label: int
+    num_frames: int | None = None
+
+
+@dataclass
+class DatasetSplit:
+    """A split read from a dataset's own annotation files.
+
+    ``flip_pairs`` are the class-name pairs that a horizontal flip swaps (left <-> right motions);
+    ``missing`` lists the ids whose media were not found on disk (excluded from ``records``, counted, not fatal).
+    """
+
+    records: list[VideoRecord]
+    class_names: list[str]
+    flip_pairs: list[tuple[str, str]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    dataset: str = ""
+    split: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def label_map(self) -> dict[str, int]:
+        """Class name -> index, as stored with every run."""
+        return {name: i for i, name in enumerate(self.class_names)}
+
+    def missing_summary(self, first: int = 5) -> str:
+        """One line: how many media are missing, with the first few ids ('' when none)."""
+        if not self.missing:
+            return ""
+        total = len(self.missing) + len(self.records)
+        names = ", ".join(self.missing[:first]) + (", ..." if len(self.missing) > first else "")
+        return f"{self.dataset} {self.split}: {len(self.missing)} of {total} media missing ({names})"
+
+
+class MediaError(ValueError):
+    """A media file (video or frame folder) that exists but cannot be decoded; the message names the file."""

@@ -1,0 +1,162 @@
+"""Decoding media to uint8 (T, H, W, 3) RGB arrays: video files with PyAV, frame folders with Pillow.
+
+Only the frames asked for are decoded: decoding stops after the last wanted frame, and when the first wanted frame
+lies more than ``SEEK_SECONDS`` into the video the container seeks to the keyframe before it instead of decoding
+from the start. Frame positions are 0-based in presentation order. Containers are always closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+
+from cpnet.data import frames as _frames
+from cpnet.data.records import MediaError
+
+__all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "count_frames", "probe", "read_clip"]
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
+SEEK_SECONDS = 2.0  # seek when the first wanted frame is further in than this; decoding from 0 is cheaper before
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"media not found: {path}")
+
+
+def read_clip(path: str | Path, frame_indices: Sequence[int], *, clamp_end: bool = False) -> np.ndarray:
+    """Frames at 0-based positions ``frame_indices`` (any order, repeats allowed) of a video file or frame folder.
+
+    Returns uint8 (T, H, W, 3) RGB with T = len(frame_indices). A missing path raises FileNotFoundError; an empty,
+    truncated or undecodable file, or a position past the end, raises MediaError naming the file. With
+    ``clamp_end`` positions past the last decodable video frame repeat that frame instead: container frame counts
+    can overstate what actually decodes (edit lists, a damaged tail), which training tolerates.
+    """
+    path = Path(path)
+    _check_exists(path)
+    indices = [int(i) for i in frame_indices]
+    if not indices:
+        raise ValueError(f"{path}: no frame indices requested")
+    if min(indices) < 0:
+        raise ValueError(f"{path}: negative frame index {min(indices)}")
+    if path.is_dir():
+        return _frames.read_frames(path, indices)
+    return _read_video(path, indices, clamp_end)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise MediaError(f"{path}: not a readable video ({getattr(e, 'strerror', None) or e})") from None
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{path}: no video stream")
+    return container
+
+
+def _decode_from(
+    container: av.container.InputContainer, path: Path, first: int, allow_seek: bool = True
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield (position, frame) from about ``first`` on, seeking when that is far into the video."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    fps = float(stream.average_rate or stream.guessed_rate or 0)
+    time_base = float(stream.time_base or 0)
+    start_pts = stream.start_time or 0
+    pos = -1
+    seeked = False
+    if allow_seek and fps > 0 and time_base > 0 and first / fps > SEEK_SECONDS:
+        # Aim half a second early so that a frame-rate estimate that is slightly off still lands before `first`.
+        container.seek(start_pts + int((first / fps - 0.5) / time_base), stream=stream, backward=True)
+        seeked = True
+    try:
+        for frame in container.decode(stream):
+            if seeked and frame.pts is not None:
+                # After a seek the position comes from the timestamp once; counting continues from there.
+                pos = round((frame.pts - start_pts) * time_base * fps)
+                seeked = False
+            else:
+                pos += 1
+            yield pos, frame
+    except av.FFmpegError as e:
+        raise MediaError(f"{path}: decoding failed after frame {pos} ({getattr(e, 'strerror', None) or e})") from None
+
+
+class _Overshoot(Exception):
+    """A seek landed after the first wanted frame (variable frame rate); decode from the start instead."""
+
+
+def _read_video(path: Path, indices: list[int], clamp_end: bool) -> np.ndarray:
+    try:
+        return _read_video_once(path, indices, clamp_end, allow_seek=True)
+    except _Overshoot:
+        return _read_video_once(path, indices, clamp_end, allow_seek=False)
+
+
+def _read_video_once(path: Path, indices: list[int], clamp_end: bool, allow_seek: bool) -> np.ndarray:
+    wanted = set(indices)
+    first_wanted, last_wanted = min(wanted), max(wanted)
+    got: dict[int, np.ndarray] = {}
+    last_pos, last_frame = -1, None
+    with _open(path) as container:
+        for pos, frame in _decode_from(container, path, first_wanted, allow_seek):
+            if last_frame is None and pos > first_wanted:
+                raise _Overshoot
+            last_pos, last_frame = pos, frame
+            if pos in wanted:
+                got[pos] = frame.to_ndarray(format="rgb24")
+            if pos >= last_wanted:
+                break
+        missing = wanted - got.keys()
+        fill = None
+        if missing:
+            if not clamp_end or last_frame is None or min(missing) <= last_pos:
+                raise MediaError(f"{path}: frame {min(missing)} requested but only {last_pos + 1} frames decode")
+            fill = last_frame.to_ndarray(format="rgb24")
+    return np.stack([got[i] if i in got else fill for i in indices])  # (T, H, W, 3)
+
+
+def count_frames(path: str | Path) -> int:
+    """Number of frames: counted from disk for a frame folder; for a video the container's count, or the number of
+    video packets when the container does not store one (WebM) — no decoding either way."""
+    path = Path(path)
+    _check_exists(path)
+    if path.is_dir():
+        return _frames.count_frames(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        if stream.frames and stream.frames > 0:
+            return int(stream.frames)
+        try:
+            n = sum(1 for packet in container.demux(stream) if packet.size > 0)
+        except av.FFmpegError as e:
+            raise MediaError(f"{path}: cannot read packets ({e})") from None
+    if n == 0:
+        raise MediaError(f"{path}: video has no frames")
+    return n
+
+
+def probe(path: str | Path) -> int:
+    """Decode every frame of a media file or folder and return how many decode; raises MediaError on any problem,
+    including a video that decodes clearly fewer frames than its container announces (a truncated download).
+    This is what ``cpnet data check`` runs on each record."""
+    path = Path(path)
+    _check_exists(path)
+    if path.is_dir():
+        return _frames.probe_frames(path)
+    n = 0
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        announced = int(stream.frames or 0) or round((container.duration or 0) / av.time_base * fps)
+        for _ in _decode_from(container, path, 0):
+            n += 1
+    if n == 0:
+        raise MediaError(f"{path}: no frame decodes")
+    if n < announced - max(2, 0.05 * announced):
+        raise MediaError(f"{path}: truncated: {n} frames decode, the container announces {announced}")
+    return n
