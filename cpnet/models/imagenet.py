@@ -1,0 +1,167 @@
+"""ImageNet initialisation: load a torchvision-layout 2D ResNet state dict into a ``VideoResNet``.
+
+Parameters map by name (our ResNet keeps torchvision's names). A 2D conv kernel (O, I, kh, kw) goes into a C2D conv
+(O, I, 1, kh, kw) unchanged, and into a C3D conv (O, I, t, kh, kw) inflated: repeated over time and divided by t,
+so a temporally constant clip gives the 2D response away from the clip's ends. The fc loads only when its shape
+matches (1000 classes). Parameters only our model has (CP, non-local, SMART) keep their init. A conv replaced by a
+SMART block cannot take the 2D kernel, and the BN after it normalises the SMART fusion rather than that conv, so both
+are skipped. Any other shape mismatch is an error, since it means the checkpoint is not the architecture asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from cpnet.models.resnet import STAGES, VideoResNet
+from cpnet.models.smart import SMARTBlock
+
+
+@dataclass
+class LoadReport:
+    """What ``load_imagenet`` did, key by key (keys are state-dict names).
+
+    ``loaded``: copied from the file (``inflated`` ones included); ``inflated``: 2D kernels repeated over time;
+    ``missing``: model entries the file did not set (they keep their init); ``unexpected``: file entries with no
+    counterpart in the model; ``skipped``: file entries deliberately left out (fc of another class count, convs
+    replaced by SMART blocks and the BN after them).
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    inflated: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    _model_keys: list[str] = field(default_factory=list, repr=False)
+    _file_keys: list[str] = field(default_factory=list, repr=False)
+
+    def summary(self) -> str:
+        """A few human-readable lines; a module whose every entry is listed shows as ``prefix.*``."""
+        lines = [f"loaded {len(self.loaded)} tensors ({len(self.inflated)} inflated over time)"]
+        for name, universe in (("missing", self._model_keys), ("unexpected", self._file_keys),
+                               ("skipped", self._file_keys)):
+            keys = getattr(self, name)
+            shown = _compact(keys, universe)
+            lines.append(f"{name} ({len(keys)}): {', '.join(shown) if shown else '-'}")
+        return "\n".join(lines)
+
+
+def load_imagenet(model: nn.Module, path: str | Path, verbose: bool = True) -> LoadReport:
+    """Initialise ``model`` (a ``VideoResNet``) from the 2D ResNet state dict saved at ``path``.
+
+    The file holds a state dict, or a checkpoint dict with it under ``"state_dict"`` or ``"model"`` (a DataParallel
+    ``module.`` prefix is removed). Prints the report unless ``verbose`` is False, and returns it.
+    """
+    if not isinstance(model, VideoResNet):
+        raise ValueError(f"load_imagenet expects a cpnet VideoResNet, got {type(model).__name__}")
+    state = _read_state_dict(Path(path))
+    _check_depth(model, state, path)
+    targets = model.state_dict()  # tensors share storage with the model: copy_ writes into it
+    report = LoadReport(_model_keys=list(targets), _file_keys=list(state))
+    smart = {name for name, m in model.named_modules() if isinstance(m, SMARTBlock)}
+    for key, value in state.items():
+        if _replaced_by_smart(key, smart):
+            report.skipped.append(key)
+        elif key not in targets:
+            report.unexpected.append(key)
+        elif key.startswith("fc.") and value.shape != targets[key].shape:
+            report.skipped.append(key)  # another class count: the fc keeps its init
+        else:
+            with torch.no_grad():
+                targets[key].copy_(_fit(key, value, targets[key], report))
+            report.loaded.append(key)
+    done = set(report.loaded)
+    report.missing = [k for k in targets if k not in done and not k.endswith("num_batches_tracked")]
+    if verbose:
+        print(f"load_imagenet({path}):\n{report.summary()}")
+    return report
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensor dict stored at ``path``, unwrapped from a checkpoint and a ``module.`` prefix."""
+    if not path.is_file():
+        raise FileNotFoundError(f"ImageNet weights not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt or non-torch file: say which file
+        raise ValueError(f"cannot read {path} as a PyTorch state dict: {e}") from e
+    if isinstance(obj, dict):
+        for wrapper in ("state_dict", "model"):
+            if isinstance(obj.get(wrapper), dict):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict (a dict of tensors, possibly under 'state_dict' or "
+                         "'model')")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def _check_depth(model: VideoResNet, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse a checkpoint of another depth or block type, with both architectures in the message."""
+    blocks = [0, 0, 0, 0]
+    for key in state:
+        m = re.match(r"layer([1-4])\.(\d+)\.", key)
+        if m:
+            stage = int(m.group(1)) - 1
+            blocks[stage] = max(blocks[stage], int(m.group(2)) + 1)
+    kind = "bottleneck" if any(re.match(r"layer\d\.\d+\.conv3\.", k) for k in state) else "basic"
+    if tuple(blocks) != model.layers or kind != model.block:
+        raise ValueError(f"{path} holds a {_describe(kind, blocks)} but the model is a "
+                         f"{_describe(model.block, model.layers)}; load weights of the same depth")
+
+
+def _describe(kind: str, layers: list[int] | tuple[int, ...]) -> str:
+    """E.g. 'ResNet-18 (basic blocks [2, 2, 2, 2] in layer1/layer2/layer3/layer4)'."""
+    depth = (3 if kind == "bottleneck" else 2) * sum(layers) + 2
+    return f"ResNet-{depth} ({kind} blocks {list(layers)} in {'/'.join(STAGES)})"
+
+
+def _replaced_by_smart(key: str, smart: set[str]) -> bool:
+    """True for a file key of a conv the model replaced by a SMART block, or of the BN right after it."""
+    module = key.rsplit(".", 1)[0]
+    conv = re.sub(r"(^|\.)bn(\d)$", r"\1conv\2", module)
+    return module in smart or conv in smart
+
+
+def _fit(key: str, value: torch.Tensor, target: torch.Tensor, report: LoadReport) -> torch.Tensor:
+    """``value`` shaped like ``target``: equal, a 2D kernel unsqueezed (t = 1) or inflated (t > 1), else an error."""
+    if value.shape == target.shape:
+        return value
+    if value.dim() == 4 and target.dim() == 5 and value.shape == target.shape[:2] + target.shape[3:]:
+        t = target.shape[2]
+        if t > 1:
+            report.inflated.append(key)
+        # (O, I, kh, kw) -> (O, I, t, kh, kw), each time slice kernel / t so the temporal sum reproduces the 2D one
+        return value.unsqueeze(2).expand_as(target) / t
+    raise ValueError(f"shape mismatch for {key!r}: checkpoint has {tuple(value.shape)}, model expects "
+                     f"{tuple(target.shape)}")
+
+
+def _compact(keys: list[str], universe: list[str]) -> list[str]:
+    """``keys`` with every fully listed module collapsed to ``prefix.*`` (outermost such module), order kept.
+
+    BN step counters count as listed, since ``missing`` leaves them out.
+    """
+    listed = set(keys) | {k for k in universe if k.endswith("num_batches_tracked")}
+    total: dict[str, int] = {}
+    hit: dict[str, int] = {}
+    for key in universe:
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            prefix = ".".join(parts[:i])
+            total[prefix] = total.get(prefix, 0) + 1
+            hit[prefix] = hit.get(prefix, 0) + (key in listed)
+    out: list[str] = []
+    for key in keys:
+        parts = key.split(".")
+        prefixes = (".".join(parts[:i]) for i in range(1, len(parts)))
+        shown = next((f"{p}.*" for p in prefixes if total.get(p) and hit[p] == total[p]), key)
+        if shown not in out:
+            out.append(shown)
+    return out
