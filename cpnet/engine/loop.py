@@ -49,7 +49,8 @@ def _unpack(batch: tuple) -> tuple[torch.Tensor, torch.Tensor, int]:
     return clips, torch.as_tensor(labels), skipped
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """float16 autocast on CUDA when ``amp``; a no-op elsewhere (CPU runs stay float32 and deterministic)."""
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return contextlib.nullcontext()
@@ -98,7 +99,7 @@ def train_one_epoch(
                              f"{options.max_bad_fraction} of {len(loader.dataset)} (see the warnings above)")
         if len(labels) > 0:
             clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with _autocast(device, options.amp):
+            with autocast(device, options.amp):
                 logits = model(clips)
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=options.label_smoothing)
             value = float(loss.detach())
@@ -139,7 +140,7 @@ def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device, amp:
         if len(labels) == 0:
             continue
         clips, labels = clips.to(device), labels.to(device)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(clips).float()
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         hits = [a + b for a, b in zip(hits, topk_correct(logits, labels, (1, 5)))]
