@@ -1,0 +1,210 @@
+"""Cross-frame k-nearest-neighbour search in feature space (SPEC §1.4).
+
+For every point p of a clip (P = T·H·W points, frame-major), find the k points q with the smallest squared L2
+distance ‖x_p − x_q‖² among the points of *other* frames. The search is never differentiated.
+
+Two implementations:
+
+- :func:`cross_frame_knn_dense`, the plain formulation: the whole (N, P, P) distance matrix, the same-frame blocks
+  masked, one top-k. Memory O(N·P²). Kept as the test oracle and the benchmark baseline.
+- :func:`cross_frame_knn`, the one models use. The distance is symmetric, so each pair of frames (i < j) is
+  computed once: a row block of frame i against all later frames gives frame i's candidates in frames > i (top-k
+  along the row) *and*, read column-wise, every later frame's candidates in that row block (top-k down the
+  columns). A running top-k per point merges the pieces. This computes only cross-frame distances, half of the
+  full matmul, and the squared norms ride inside the matmul as two extra feature columns, so each block costs one
+  GEMM and two top-k passes. Peak extra memory is O(N·block·P).
+
+Tie order: among equal distances the order (and, at the k-th place, the choice) is whatever ``torch.topk``
+returns; it may differ between the two implementations and between devices. Use float64 input when an exact,
+reproducible neighbour set matters.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["cross_frame_knn", "cross_frame_knn_dense", "check_knn_args"]
+
+
+def check_knn_args(x: torch.Tensor, num_frames: int, k: int) -> tuple[int, int, int]:
+    """Validate the kNN arguments; returns (N, P, points per frame). Raises ValueError naming the bad value."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor of shape (N, P, C), got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(f"x must have shape (N, P, C) (rank 3), got rank {x.dim()} with shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    n, p, _ = x.shape
+    if not isinstance(num_frames, int) or num_frames < 2:
+        raise ValueError(
+            f"num_frames must be an integer >= 2 (the search runs across frames), got num_frames={num_frames!r}"
+        )
+    if p % num_frames != 0:
+        raise ValueError(f"P={p} points is not divisible by num_frames={num_frames}; expected P = T·H·W")
+    hw = p // num_frames
+    max_k = (num_frames - 1) * hw
+    if not isinstance(k, int) or k < 1 or k > max_k:
+        raise ValueError(
+            f"k={k!r} cannot be satisfied: expected 1 <= k <= (T-1)·H·W = {max_k} "
+            f"(T={num_frames} frames of {hw} points each)"
+        )
+    return n, p, hw
+
+
+def _search_dtype(x: torch.Tensor) -> torch.dtype:
+    # Half-precision distances lose the ranking; search in float32 at least.
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+@torch.no_grad()
+def cross_frame_knn_dense(x: torch.Tensor, num_frames: int, k: int) -> torch.Tensor:
+    """Plain formulation: full (N, P, P) squared distances, same-frame entries masked, top-k.
+
+    x: (N, P, C) → int64 (N, P, k) indices into P. Memory O(N·P²): the test oracle and benchmark baseline.
+    """
+    n, p, hw = check_knn_args(x, num_frames, k)
+    x = x.detach().to(_search_dtype(x))
+    sq = (x * x).sum(-1)  # (N, P)
+    dist = sq[:, :, None] + sq[:, None, :] - 2 * torch.bmm(x, x.transpose(1, 2))  # (N, P, P)
+    frame = torch.arange(p, device=x.device) // hw  # (P,)
+    same = frame[:, None] == frame[None, :]  # (P, P)
+    dist.masked_fill_(same, float("inf"))
+    return dist.topk(k, dim=-1, largest=False).indices
+
+
+def _augment(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows L = [x, ‖x‖², 1] and columns R = [2x, −1, −‖x‖²] so that L_p·R_q = −‖x_p − x_q‖².
+
+    x: (N, P, C) → two (N, P, C + 2) tensors. The negated distance lets top-k take the largest values.
+    """
+    sq = (x * x).sum(-1, keepdim=True)  # (N, P, 1)
+    ones = torch.ones_like(sq)
+    left = torch.cat([x, sq, ones], dim=-1)  # (N, P, C+2)
+    right = torch.cat([2 * x, -ones, -sq], dim=-1)  # (N, P, C+2)
+    return left, right
+
+
+def _group_size(length: int, k: int) -> int:
+    """Group size for the top-k pre-filter along an axis of ``length``; 1 means a plain top-k is cheaper.
+
+    torch's CPU top-k costs ~1 ns per element on rows of at least 64·k elements (a partial sort) and ~4 ns below
+    that, so grouping pays only while the G = length/g group maxima still form such a long row.
+    """
+    for g in range(16, 1, -1):
+        if length % g == 0 and length // g >= 64 * k:
+            return g
+    return 1
+
+
+def _topk_last(score: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k along the last dim of a (N, A, L) tensor (values, positions), pre-filtered by group maxima.
+
+    The L positions form G = L/g groups of g, group j holding positions j, j+G, j+2G, … (strided so the max over
+    a group is an element-wise max of g contiguous slabs). The k largest elements lie in the k groups with the
+    largest maxima (an element outside them is beaten by those k maxima), so a cheap max, a top-k over G group
+    maxima and a top-k over the k·g gathered candidates replace a top-k over all L.
+    """
+    n, a, length = score.shape
+    g = _group_size(length, k)
+    if g == 1:
+        return score.topk(k, dim=2)
+    groups = length // g
+    gmax = score.view(n, a, g, groups).amax(2)  # (N, A, G)
+    gi = gmax.topk(k, dim=2).indices  # (N, A, k)
+    offsets = torch.arange(g, device=score.device) * groups  # (g,)
+    cand = (gi[..., None] + offsets).flatten(2)  # (N, A, k·g) positions along L
+    val, pos = score.gather(2, cand).topk(k, dim=2)  # (N, A, k)
+    return val, cand.gather(2, pos)
+
+
+def _topk_columns(score: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k down the columns of a (N, L, B) tensor, returned row-major as (N, B, k) values and positions.
+
+    Same group pre-filter as :func:`_topk_last`; the group maxima are a max over contiguous row slabs, and only
+    they (1/g of the block) are transposed, so no strided top-k over the whole block is needed.
+    """
+    n, length, b = score.shape
+    g = _group_size(length, k)
+    if g == 1:
+        val, pos = score.transpose(1, 2).contiguous().topk(k, dim=2)  # (N, B, k)
+        return val, pos
+    groups = length // g
+    gmax = score.view(n, g, groups, b).amax(1).transpose(1, 2).contiguous()  # (N, B, G)
+    gi = gmax.topk(k, dim=2).indices  # (N, B, k)
+    offsets = torch.arange(g, device=score.device) * groups  # (g,)
+    cand = (gi[..., None] + offsets).flatten(2)  # (N, B, k·g) positions along L
+    val, pos = score.transpose(1, 2).gather(2, cand).topk(k, dim=2)  # (N, B, k)
+    return val, cand.gather(2, pos)
+
+
+def _frame_halves(num_frames: int) -> list[tuple[int, int, int, int]]:
+    """Bisect the frame range recursively: (lo, mid, hi, level) for every split. The cross blocks
+    [lo, mid) × [mid, hi) cover each pair of distinct frames exactly once and are as square as possible; a frame
+    takes part in at most one block per level."""
+    splits, stack = [], [(0, num_frames, 0)]
+    while stack:
+        lo, hi, level = stack.pop()
+        if hi - lo < 2:
+            continue
+        mid = (lo + hi) // 2
+        splits.append((lo, mid, hi, level))
+        stack += [(lo, mid, level + 1), (mid, hi, level + 1)]
+    return splits
+
+
+# Default memory budget for one block of distances, in elements (64 Mi float32 = 256 MiB).
+_BLOCK_ELEMENTS = 1 << 26
+
+
+@torch.no_grad()
+def cross_frame_knn(x: torch.Tensor, num_frames: int, k: int, block_size: int | None = None) -> torch.Tensor:
+    """Indices of each point's k nearest neighbours among the points of other frames.
+
+    Args:
+        x: (N, P, C) features, P = T·H·W points in frame-major order (index = t·H·W + h·W + w).
+        num_frames: T.
+        k: neighbours per point, 1 <= k <= (T − 1)·H·W.
+        block_size: query rows per distance block. Peak extra memory is about N·block_size·P/2 distances.
+            Default: as many rows as keep a block within 256 MiB, and at least one frame.
+
+    Returns:
+        int64 (N, P, k), sorted from nearest to farthest, on x's device. No autograd graph.
+    """
+    n, p, hw = check_knn_args(x, num_frames, k)
+    if block_size is None:
+        block_size = max(hw, _BLOCK_ELEMENTS // max(1, n * p // 2))
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    x = x.detach().to(_search_dtype(x))
+    left, right = _augment(x)  # (N, P, C+2) each
+
+    # Every frame pair (i < j) is scored once, in the block [lo, mid) × [mid, hi) of one bisection level; a point
+    # receives at most one candidate list per level, so candidates are kept per level and merged once at the end.
+    splits = _frame_halves(num_frames)
+    levels = 1 + max(level for *_, level in splits)
+    cand_val = torch.full((levels, n, p, k), float("-inf"), dtype=x.dtype, device=x.device)  # −distance
+    cand_idx = torch.zeros((levels, n, p, k), dtype=torch.long, device=x.device)
+
+    for lo, mid, hi, level in splits:
+        a0, a1, b0, b1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
+        cols_t = right[:, b0:b1].transpose(1, 2)  # (N, C+2, Bc)
+        col_vals, col_idx = [], []
+        for r0 in range(a0, a1, block_size):
+            r1 = min(r0 + block_size, a1)
+            score = torch.bmm(left[:, r0:r1], cols_t)  # (N, R, Bc) = −‖x_r − x_c‖²
+            kr = min(k, b1 - b0)
+            v, i = _topk_last(score, kr)  # (N, R, kr): rows' nearest among the columns
+            cand_val[level, :, r0:r1, :kr], cand_idx[level, :, r0:r1, :kr] = v, i + b0
+            v, i = _topk_columns(score, min(k, r1 - r0))  # (N, Bc, kc): columns' nearest among these rows
+            col_vals.append(v)
+            col_idx.append(i + r0)
+        v, i = torch.cat(col_vals, dim=2), torch.cat(col_idx, dim=2)  # (N, Bc, Σkc)
+        if v.shape[2] > k:
+            v, pos = v.topk(k, dim=2)
+            i = i.gather(2, pos)
+        cand_val[level, :, b0:b1, : v.shape[2]], cand_idx[level, :, b0:b1, : v.shape[2]] = v, i
+
+    val = cand_val.permute(1, 2, 0, 3).reshape(n, p, levels * k)  # (N, P, levels·k)
+    idx = cand_idx.permute(1, 2, 0, 3).reshape(n, p, levels * k)
+    pos = val.topk(k, dim=2).indices  # (N, P, k), nearest first
+    return idx.gather(2, pos)
