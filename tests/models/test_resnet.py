@@ -1,0 +1,161 @@
+"""The video ResNet and its presets: every preset forward/backward/gradients, placement, names, overrides."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import cpnet.models.resnet as resnet
+from cpnet.models.nonlocal_block import NonLocalBlock
+from cpnet.models.registry import create_model, list_models
+from cpnet.models.resnet import BasicBlock
+from tests.models.reference2d import ResNet2d
+
+PRESETS = ["artnet_r18", "c2d_r101", "c2d_r18", "c2d_r34", "c2d_r50", "c3d_r18", "cpnet_r101", "cpnet_r18",
+           "cpnet_r34", "nl_r18"]
+TINY = {"width": 8, "num_classes": 5}
+CLIP = (2, 3, 4, 64, 64)  # layer4 is 2×2: (T−1)·H·W = 12 candidates, enough for k = 12 at every CP site
+
+
+def test_registry_lists_every_preset():
+    assert list_models() == PRESETS
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_forward_backward_every_parameter_learns(name):
+    torch.manual_seed(0)
+    model = create_model(name, cp_init_gamma=1.0, **TINY)  # γ = 1 so gradients pass the CP output BN
+    for m in model.modules():
+        if isinstance(m, NonLocalBlock):
+            nn.init.ones_(m.bn.weight)  # same for the non-local block's zero-initialised BN
+    logits = model(torch.randn(*CLIP))
+    assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+    logits.pow(2).sum().backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+
+
+@pytest.mark.parametrize("extended, backbone", [("cpnet_r18", "c2d_r18"), ("cpnet_r101", "c2d_r101"),
+                                                ("nl_r18", "c2d_r18")])
+@pytest.mark.parametrize("train", [False, True])
+def test_fresh_extension_is_exactly_its_backbone(extended, backbone, train):
+    torch.manual_seed(0)
+    base = create_model(backbone, **TINY)
+    model = create_model(extended, **TINY)
+    result = model.load_state_dict(base.state_dict(), strict=False)
+    assert result.unexpected_keys == [] and all((".cp." in k or ".nl." in k) for k in result.missing_keys)
+    model.train(train)
+    base.train(train)
+    model.dropout.p = base.dropout.p = 0.0
+    clip = torch.randn(*CLIP)
+    with torch.no_grad():
+        assert torch.equal(model(clip), base(clip))
+
+
+def test_parameter_names_match_torchvision_layout():
+    for bottleneck, preset, layers in ((False, "c2d_r18", [2, 2, 2, 2]), (True, "c2d_r50", [3, 4, 6, 3])):
+        ours = create_model(preset, num_classes=1000, width=8).state_dict()
+        ref = ResNet2d(bottleneck, layers, width=8).state_dict()
+        assert list(ours) == list(ref)
+        for key, value in ref.items():
+            if value.dim() == 4:  # conv kernels gain a time axis of length 1 in C2D
+                assert ours[key].shape == value.shape[:2] + (1,) + value.shape[2:]
+
+
+def test_c3d_kernels_and_stem_stride():
+    model = create_model("c3d_r18", **TINY)
+    assert model.conv1.weight.shape == (8, 3, 3, 7, 7) and model.conv1.padding == (1, 3, 3)
+    assert model.layer2[0].conv1.weight.shape[2:] == (3, 3, 3)
+    assert model.layer2[0].downsample[0].weight.shape[2:] == (1, 1, 1)
+    assert model.forward_features(torch.randn(1, 3, 5, 64, 64)).shape == (1, 64, 5, 2, 2)  # no temporal stride
+    stride1 = create_model("c2d_r18", stem_stride=1, **TINY)
+    assert stride1.forward_features(torch.randn(1, 3, 2, 32, 32)).shape == (1, 64, 2, 2, 2)  # 32 → 32 → 16 → … 2
+
+
+class _Recorder(nn.Module):
+    """Stands in for CPModule: records its arguments and input, returns 2·s."""
+
+    def __init__(self, channels, k, mlp, **kwargs):
+        super().__init__()
+        self.args = (channels, k, list(mlp), kwargs)
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, s):
+        self.inputs.append(s.detach().clone())
+        return 2 * s
+
+
+def _cp_sites(monkeypatch, name, **overrides):
+    monkeypatch.setattr(resnet, "CPModule", _Recorder)
+    model = create_model(name, **overrides)
+    sites = {n: m.args for n, m in model.named_modules() if isinstance(m, _Recorder)}
+    return model, sites
+
+
+@pytest.mark.parametrize("name, sites, k, mlp", [
+    ("cpnet_r18", ["layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1"], 8, (1 / 4, 1 / 2)),
+    ("cpnet_r34", ["layer2.2", "layer2.3", "layer3.3", "layer3.4", "layer3.5"], 12, (1 / 4, 1 / 2)),
+    ("cpnet_r101", ["layer2.2", "layer2.3", "layer3.20", "layer3.21", "layer3.22"], 4, (1 / 16, 1 / 8)),
+])
+def test_cp_presets_follow_spec_table(monkeypatch, name, sites, k, mlp):
+    with torch.device("meta"):
+        _, found = _cp_sites(monkeypatch, name)
+    assert list(found) == [f"{s}.cp" for s in sites]
+    expansion = 4 if name == "cpnet_r101" else 1
+    for site, (channels, got_k, got_mlp, kwargs) in found.items():
+        c = 64 * 2 ** (int(site[5]) - 1) * expansion
+        assert (channels, got_k, got_mlp) == (c, k, [round(f * c) for f in mlp])
+        assert kwargs == {"bottleneck": None, "shrink": None, "init_gamma": 0.0, "block_size": None,
+                          "recompute": False}
+
+
+def test_cp_options_reach_the_module(monkeypatch):
+    with torch.device("meta"):
+        _, found = _cp_sites(monkeypatch, "cpnet_r18", cp_k=3, cp_mlp=(16, 0.5), cp_bottleneck=0.125,
+                             cp_shrink={"layer2": 2}, cp_init_gamma=1.0, cp_block_size=64, cp_recompute=True)
+    channels, k, mlp, kwargs = found["layer2.0.cp"]
+    assert (channels, k, mlp) == (128, 3, [16, 64])
+    assert kwargs == {"bottleneck": 16, "shrink": 2, "init_gamma": 1.0, "block_size": 64, "recompute": True}
+    assert found["layer3.0.cp"][3]["shrink"] is None
+
+
+def test_cp_reads_pre_relu_sum_and_nl_reads_block_output():
+    torch.manual_seed(0)
+    seen = []
+    nl = NonLocalBlock(8)
+    nl.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    block = BasicBlock(8, 8, 1, 1, cp=_Recorder(8, 1, [1]), nl=nl).eval()
+    out = block(torch.randn(2, 8, 3, 5, 5))
+    s = block.cp.inputs[0]
+    assert (s < 0).any()  # the pre-ReLU sum, not the block output
+    torch.testing.assert_close(seen[0], torch.relu(3 * s))  # relu(s + cp(s)) with cp(s) = 2s
+    torch.testing.assert_close(out, seen[0])  # fresh NL block is the identity
+
+
+def test_unknown_override_is_named():
+    with pytest.raises(ValueError, match=r"unknown model override 'cp_kk'.*did you mean cp_k"):
+        create_model("cpnet_r18", cp_kk=4)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"cp_at": {"layer5": (0,)}}, "unknown stage 'layer5'"),
+    ({"layers": (1, 1, 1, 1)}, r"cp_at: block indices \[1\] out of range for layer2 with 1 blocks"),
+    ({"block": "wide"}, "block must be 'basic' or 'bottleneck'"),
+    ({"layers": (2, 2, 2)}, "layers must be 4 positive ints"),
+    ({"stem_stride": 4}, "stem_stride must be 1 or 2"),
+    ({"temporal_kernel": 2}, "temporal_kernel must be an odd size"),
+    ({"dropout": 1.0}, "dropout must be in"),
+    ({"width": 0}, "width must be a positive int"),
+    ({"cp_mlp": ()}, "cp_mlp must list at least one width"),
+    ({"cp_mlp": (0.25, -1)}, "cp_mlp width must be a positive"),
+    ({"cp_shrink": {"layer2": 0}}, r"cp_shrink\['layer2'\] must be an int >= 1"),
+])
+def test_bad_arguments(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        create_model("cpnet_r18", **overrides)
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match=r"expected a clip of shape \(N, 3, T, H, W\), got \(2, 3, 32, 32\)"):
+        create_model("c2d_r18", **TINY)(torch.randn(2, 3, 32, 32))
