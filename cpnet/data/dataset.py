@@ -1,0 +1,202 @@
+"""torch Datasets over a :class:`DatasetSplit`: training/validation clips and test-time views.
+
+Randomness is reproducible and independent of the DataLoader's worker count: item ``i`` of epoch ``e`` draws from
+``numpy.random.default_rng([seed, e, i])``. Call :meth:`ClipDataset.set_epoch` before each epoch (workers copy the
+dataset when an epoch's iterator starts, so use ``persistent_workers=False``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from cpnet.data.records import DatasetSplit, MediaError, VideoRecord
+from cpnet.data.sampling import CROP_COUNTS, SAMPLINGS, sample_indices, view_positions
+from cpnet.data.transforms import draw_clip_aug, eval_transform, flip_label_map, train_transform
+from cpnet.data.video import count_frames, read_clip
+
+_warned: set[str] = set()  # files already warned about in this process
+
+
+def _warn_once(path: Path, error: Exception) -> None:
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        warnings.warn(f"skipping bad media: {error}", stacklevel=3)
+
+
+def _check_args(num_frames: int, stride: int, sampling: str, size: int, short_side: int | None) -> None:
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
+    if num_frames < 1 or stride < 1 or size < 1:
+        raise ValueError(f"num_frames, stride and size must be >= 1; got {num_frames}, {stride}, {size}")
+    if short_side is not None and short_side < size:
+        raise ValueError(f"short_side {short_side} is smaller than the crop size {size}")
+
+
+def load_frames(
+    record: VideoRecord,
+    num_frames: int,
+    stride: int,
+    sampling: str,
+    rng: np.random.Generator | None,
+    position: float = 0.5,
+) -> np.ndarray:
+    """Decode the sampled frames of one record: uint8 (T, H, W, 3). Unknown frame counts are read from the file."""
+    n = record.num_frames if record.num_frames is not None else count_frames(record.path)
+    if n < 1:
+        raise MediaError(f"{record.path}: no frames")
+    indices = sample_indices(n, num_frames, stride, sampling, rng=rng, position=position)
+    # Counted frame folders are exact; container counts may overstate what decodes, so clamp at the end there.
+    return read_clip(record.path, indices, clamp_end=record.num_frames is None)
+
+
+class ClipDataset(Dataset):
+    """One clip per video: ``(clip float (3, T, size, size), label, index)``.
+
+    Training: random temporal offset (or random frames within segments), random resized crop, colour jitter and
+    horizontal flip that swaps the split's declared flip pairs. Otherwise: centre clip, short side resized to
+    ``short_side`` (default ``size``), centre crop. With ``skip_bad`` a bad or missing media file yields ``None``
+    (warned once per file) for :func:`collate_skip` to drop and count.
+    """
+
+    def __init__(
+        self,
+        split: DatasetSplit,
+        *,
+        num_frames: int,
+        stride: int = 1,
+        sampling: str = "dense",
+        size: int,
+        short_side: int | None = None,
+        train: bool,
+        flip: bool = True,
+        color_jitter: bool = True,
+        skip_bad: bool = False,
+        seed: int = 0,
+    ) -> None:
+        _check_args(num_frames, stride, sampling, size, short_side)
+        self.records = list(split.records)
+        self.class_names = list(split.class_names)
+        self.num_frames, self.stride, self.sampling = num_frames, stride, sampling
+        self.size, self.short_side, self.train = size, short_side, train
+        self.flip, self.color_jitter, self.skip_bad, self.seed = flip, color_jitter, skip_bad, seed
+        self.flip_map = flip_label_map(self.class_names, split.flip_pairs) if flip else {}
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int] | None:
+        record = self.records[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        try:
+            frames = load_frames(record, self.num_frames, self.stride, self.sampling, rng if self.train else None)
+        except (MediaError, FileNotFoundError) as e:
+            if not self.skip_bad:
+                raise
+            _warn_once(record.path, e)
+            return None
+        label = record.label
+        if not self.train:
+            return eval_transform(frames, self.size, self.short_side), label, index
+        aug = draw_clip_aug(rng, frames.shape[1], frames.shape[2], flip=self.flip, color_jitter=self.color_jitter)
+        if aug.flip:
+            label = self.flip_map.get(label, label)
+        return train_transform(frames, aug, self.size), label, index
+
+
+class ViewDataset(Dataset):
+    """Test-time views: item ``j`` is ``(clip (3, T, size, size), label, video_index, view_index)`` for video
+    ``j // (clips * crops)`` and view ``j % (clips * crops)`` = ``clip_index * crops + crop_index``. Clips are spread
+    evenly over the video; crops (1, 3 or 6) along the long side after resizing the short side to ``short_side``
+    (default ``size``, the released protocol). The last decoded clip is cached, so the crops of a clip decode once.
+    """
+
+    def __init__(
+        self,
+        split: DatasetSplit,
+        *,
+        num_frames: int,
+        stride: int = 1,
+        sampling: str = "dense",
+        size: int,
+        short_side: int | None = None,
+        clips: int = 1,
+        crops: int = 1,
+        skip_bad: bool = False,
+    ) -> None:
+        _check_args(num_frames, stride, sampling, size, short_side)
+        if clips < 1 or crops not in CROP_COUNTS:
+            raise ValueError(f"need clips >= 1 and crops in {CROP_COUNTS}; got {clips} and {crops}")
+        self.records = list(split.records)
+        self.class_names = list(split.class_names)
+        self.num_frames, self.stride, self.sampling = num_frames, stride, sampling
+        self.size, self.short_side, self.clips, self.crops = size, short_side, clips, crops
+        self.skip_bad = skip_bad
+        self.views_per_video = clips * crops
+        self._cache: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.records) * self.views_per_video
+
+    def _frames(self, video: int, clip: int) -> np.ndarray:
+        if self._cache is None or self._cache[0] != (video, clip):
+            position = float(view_positions(self.clips)[clip])
+            frames = load_frames(self.records[video], self.num_frames, self.stride, self.sampling, None, position)
+            self._cache = ((video, clip), frames)
+        return self._cache[1]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int] | None:
+        video, view = divmod(index, self.views_per_video)
+        clip, crop = divmod(view, self.crops)
+        record = self.records[video]
+        try:
+            frames = self._frames(video, clip)
+        except (MediaError, FileNotFoundError) as e:
+            if not self.skip_bad:
+                raise
+            _warn_once(record.path, e)
+            return None
+        return eval_transform(frames, self.size, self.short_side, self.crops, crop), record.label, video, view
+
+
+def collate_skip(batch: list, arity: int | None = None) -> tuple:
+    """Collate a batch after dropping ``None`` items: ``(*collated fields, num_skipped)``, i.e.
+    ``(clips, labels, indices, num_skipped)`` for :class:`ClipDataset` and
+    ``(clips, labels, video_indices, view_indices, num_skipped)`` for :class:`ViewDataset` (use ``collate_views``).
+    An all-skipped batch gives empty tensors; its arity is ``arity`` or, unknown, 3 fields."""
+    kept = [item for item in batch if item is not None]
+    skipped = len(batch) - len(kept)
+    if kept:
+        return (*default_collate(kept), skipped)
+    fields = arity or 3
+    return (torch.empty(0), *(torch.empty(0, dtype=torch.long) for _ in range(fields - 1)), skipped)
+
+
+collate_views = partial(collate_skip, arity=4)
+
+
+class BadMediaBudget:
+    """Counts skipped items over an epoch and raises MediaError once they exceed ``max_fraction`` of its
+    ``total`` items, so a dataset that is mostly broken stops training instead of silently shrinking."""
+
+    def __init__(self, total: int, max_fraction: float) -> None:
+        if not 0 <= max_fraction <= 1:
+            raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
+        self.total, self.max_fraction, self.skipped = total, max_fraction, 0
+
+    def add(self, skipped: int) -> None:
+        self.skipped += int(skipped)
+        if self.skipped > self.max_fraction * self.total:
+            raise MediaError(
+                f"{self.skipped} of {self.total} items had bad media this epoch, over the allowed "
+                f"{self.max_fraction:.1%}; run `cpnet data check` on the dataset"
+            )
