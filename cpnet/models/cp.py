@@ -1,0 +1,167 @@
+"""The CP (correspondence proposal) module, SPEC §1.
+
+A residual block computes ``relu(s + cp(s))`` where ``s`` is its pre-ReLU sum. For every point of the clip the
+module proposes k correspondences in other frames (feature-space kNN), embeds each (point, proposal) pair with
+their space-time displacement through a shared MLP, max-pools over the k pairs and maps back to C channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from cpnet.ops.knn import cross_frame_knn
+from cpnet.ops.video import from_points, gather_points, pair_features, point_coords, to_points
+
+__all__ = ["CPModule"]
+
+
+class CPModule(nn.Module):
+    """Correspondence proposal module.
+
+    Args:
+        channels: C, channels of the input ``s`` (N, C, T, H, W).
+        k: proposals per point, searched in other frames only.
+        mlp: widths of the shared pair MLP (each layer: linear + BN over all pairs + ReLU).
+        bottleneck: optional C' — 1×1×1 conv + BN (no ReLU) to C' channels before the search.
+        shrink: optional r — search on every r-th pixel of each frame (``x[..., ::r, ::r]``); the output is
+            upsampled back by repetition (each output pixel takes its sampled pixel's value).
+        init_gamma: initial γ of the output BatchNorm. 0 (the paper's choice, and the presets') makes a fresh
+            module output exactly zero, so a CPNet starts as its C2D backbone; training from scratch on a short
+            budget learns much faster with 1 (SPEC §1.7).
+        block_size: query rows per block of the kNN (memory/speed trade-off; results do not depend on it).
+        recompute: keep only the per-point projections and neighbour indices for backward and recompute the
+            (N·P·k)-row pair MLP there, instead of storing its activations. Same results, much less memory.
+        decomposed: apply the first MLP layer as W_Δ·Δ + W_p·x_p + W_q·x_q with per-point projections gathered
+            (default) instead of multiplying the concatenated (N·P·k, 2C+3) pair features. Same results.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        k: int,
+        mlp: Sequence[int],
+        bottleneck: int | None = None,
+        shrink: int | None = None,
+        init_gamma: float = 0.0,
+        block_size: int | None = None,
+        recompute: bool = False,
+        decomposed: bool = True,
+    ) -> None:
+        super().__init__()
+        mlp = [int(m) for m in mlp]
+        if not mlp or min(mlp) < 1:
+            raise ValueError(f"mlp must be a non-empty list of positive widths, got {mlp}")
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got k={k}")
+        if shrink is not None and int(shrink) < 1:
+            raise ValueError(f"shrink must be a positive integer, got shrink={shrink}")
+        self.channels, self.k, self.mlp = channels, int(k), mlp
+        self.shrink, self.block_size = shrink, block_size
+        self.init_gamma, self.recompute, self.decomposed = float(init_gamma), recompute, decomposed
+        search_channels = bottleneck or channels
+        self.reduce = (
+            nn.Sequential(nn.Conv3d(channels, bottleneck, 1), nn.BatchNorm3d(bottleneck)) if bottleneck else None
+        )
+        widths = [2 * search_channels + 3, *mlp]
+        # layers[0].weight columns follow the pair vector [Δt, Δh, Δw, x_p, x_q] (SPEC §1.5).
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(m) for m in mlp)
+        self.out_conv = nn.Conv3d(mlp[-1], channels, 1)
+        self.out_bn = nn.BatchNorm3d(channels)
+        self.reset_output()
+
+    def reset_output(self) -> None:
+        """Set the output BN to γ = init_gamma, β = 0 (a fresh module outputs exactly 0 when init_gamma = 0).
+
+        Model-wide weight initialisers must call this after touching this module's parameters.
+        """
+        nn.init.constant_(self.out_bn.weight, self.init_gamma)
+        nn.init.zeros_(self.out_bn.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, k={self.k}, mlp={self.mlp}, shrink={self.shrink}, "
+            f"init_gamma={self.init_gamma}, recompute={self.recompute}"
+        )
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        """CP(s) for s (N, C, T, H, W) → (N, C, T, H, W); the caller adds it to s and applies ReLU."""
+        if s.dim() != 5 or s.shape[1] != self.channels:
+            raise ValueError(
+                f"CPModule expects input of shape (N, {self.channels}, T, H, W), got {tuple(s.shape)}"
+            )
+        n, _, t, h, w = s.shape
+        if t < 2:
+            raise ValueError(f"CPModule searches across frames and needs T >= 2, got T={t} (input {tuple(s.shape)})")
+        x = self.reduce(s) if self.reduce is not None else s
+        if self.shrink and self.shrink > 1:
+            x = x[..., :: self.shrink, :: self.shrink]
+        hs, ws = x.shape[-2:]
+        if self.k > (t - 1) * hs * ws:
+            raise ValueError(
+                f"CPModule k={self.k} cannot be satisfied: a clip of T={t} frames of {hs}×{ws} search points has only "
+                f"(T-1)·H·W = {(t - 1) * hs * ws} points in other frames"
+            )
+        points = to_points(x)  # (N, P, C')
+        idx = cross_frame_knn(points, t, self.k, self.block_size)  # (N, P, k), no gradient
+        coords = point_coords(t, hs, ws, device=s.device, dtype=points.dtype)  # (P, 3)
+        if self.decomposed:
+            pooled = self._decomposed_pairs(points, coords, idx)
+        else:
+            pooled = self._concatenated_pairs(points, coords, idx)
+        y = from_points(pooled, t, hs, ws)  # (N, mlp[-1], T, H', W')
+        y = self.out_bn(self.out_conv(y))
+        if (hs, ws) != (h, w):
+            r = self.shrink
+            y = y.repeat_interleave(r, dim=3).repeat_interleave(r, dim=4)[..., :h, :w]  # (N, C, T, H, W)
+        return y
+
+    def _concatenated_pairs(self, points: torch.Tensor, coords: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Plain form: the (N, P, k, 2C'+3) pair features through the whole MLP, max over k → (N, P, mlp[-1])."""
+        h = self.layers[0](pair_features(points, coords, idx))  # (N, P, k, m0)
+        return self._rest_of_mlp(h, [True])
+
+    def _decomposed_pairs(self, points: torch.Tensor, coords: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """First layer as per-point projections gathered: W·[c_q − c_p, x_p, x_q] + b = u_q + v_p with
+        u = W_q·x + W_Δ·c and v = W_p·x + b − W_Δ·c, computed once per point, not once per pair."""
+        c = points.shape[-1]
+        weight, bias = self.layers[0].weight, self.layers[0].bias  # (m0, 2C'+3), (m0,)
+        w_delta, w_p, w_q = weight[:, :3], weight[:, 3 : 3 + c], weight[:, 3 + c :]
+        c_proj = coords.to(points.dtype) @ w_delta.t()  # (P, m0)
+        u = points @ w_q.t() + c_proj  # (N, P, m0)
+        v = points @ w_p.t() + bias - c_proj  # (N, P, m0)
+        update_stats = [True]  # BN running statistics are updated on the first pass only, not on recomputation
+        if self.recompute and torch.is_grad_enabled():
+            return checkpoint(self._gathered_mlp, u, v, idx, update_stats, use_reentrant=False)
+        return self._gathered_mlp(u, v, idx, update_stats)
+
+    def _gathered_mlp(
+        self, u: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, update_stats: list[bool]
+    ) -> torch.Tensor:
+        h = gather_points(u, idx) + v[:, :, None]  # (N, P, k, m0)
+        return self._rest_of_mlp(h, update_stats)
+
+    def _rest_of_mlp(self, h: torch.Tensor, update_stats: list[bool]) -> torch.Tensor:
+        """Pre-BN first-layer output h (N, P, k, m0) → BN + ReLU, the remaining layers, max over k → (N, P, m)."""
+        n, p, k, _ = h.shape
+        h = h.reshape(n * p * k, -1)  # (N·P·k, m0): BN statistics over all pairs
+        for i, norm in enumerate(self.norms):
+            if i > 0:
+                h = self.layers[i](h)
+            h = F.relu(_batch_norm(norm, h, update_stats[0]))
+        update_stats[0] = False
+        return h.view(n, p, k, -1).max(dim=2).values  # (N, P, m)
+
+
+def _batch_norm(norm: nn.BatchNorm1d, h: torch.Tensor, update_stats: bool) -> torch.Tensor:
+    """``norm(h)``, or on a recomputed forward the same batch-statistics op on throw-away copies of the running
+    statistics (so they are updated once per step, and the recomputation saves the same tensors)."""
+    if not norm.training or update_stats or norm.running_mean is None:
+        return norm(h)
+    mean, var = norm.running_mean.clone(), norm.running_var.clone()
+    return F.batch_norm(h, mean, var, norm.weight, norm.bias, True, norm.momentum or 0.0, norm.eps)

@@ -1,0 +1,135 @@
+"""The CP module against SPEC §1, written out independently, and its equivalent fast forms."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cpnet.models.cp import CPModule
+from cpnet.ops.knn import cross_frame_knn_dense
+
+
+def _randomise(module: CPModule, seed: int = 0) -> CPModule:
+    """Non-trivial BN parameters everywhere, so that no test passes by a zero or identity layer."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in module.named_parameters():
+        if "norm" in name or "bn" in name or "reduce.1" in name:
+            with torch.no_grad():
+                p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype) + 0.5 if name.endswith("weight")
+                        else torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.1)
+    return module
+
+
+def reference_cp(module: CPModule, s: torch.Tensor) -> torch.Tensor:
+    """SPEC §1 step by step in training mode (batch statistics), from the module's parameters only."""
+    n, c, t, h, w = s.shape
+    x = s
+    if module.reduce is not None:
+        conv, bn = module.reduce
+        x = F.conv3d(x, conv.weight, conv.bias)
+        mean, var = x.mean((0, 2, 3, 4), keepdim=True), x.var((0, 2, 3, 4), unbiased=False, keepdim=True)
+        x = (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1, 1) + bn.bias.view(1, -1, 1, 1, 1)
+    r = module.shrink or 1
+    x = x[..., ::r, ::r]
+    hs, ws = x.shape[-2:]
+    pts = x.flatten(2).transpose(1, 2)  # (N, P, C')
+    p = pts.shape[1]
+    idx = cross_frame_knn_dense(pts, t, module.k)
+    coords = torch.tensor([[ti / t, hi / hs, wi / ws] for ti in range(t) for hi in range(hs) for wi in range(ws)],
+                          dtype=s.dtype)
+    rows = []
+    for b in range(n):
+        for i in range(p):
+            for j in idx[b, i].tolist():
+                rows.append(torch.cat([coords[j] - coords[i], pts[b, i], pts[b, j]]))
+    feats = torch.stack(rows)  # (N·P·k, 2C'+3), ordered by (n, p, k)
+    for layer, norm in zip(module.layers, module.norms):
+        feats = feats @ layer.weight.t() + layer.bias
+        mean, var = feats.mean(0), feats.var(0, unbiased=False)
+        feats = torch.relu((feats - mean) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias)
+    pooled = feats.view(n, p, module.k, -1).max(dim=2).values  # (N, P, m)
+    y = pooled.transpose(1, 2).reshape(n, -1, t, hs, ws)
+    y = F.conv3d(y, module.out_conv.weight, module.out_conv.bias)
+    mean, var = y.mean((0, 2, 3, 4), keepdim=True), y.var((0, 2, 3, 4), unbiased=False, keepdim=True)
+    bn = module.out_bn
+    y = (y - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1, 1) + bn.bias.view(1, -1, 1, 1, 1)
+    return y.repeat_interleave(r, 3).repeat_interleave(r, 4)[..., :h, :w]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"bottleneck": 3}, {"shrink": 2}, {"decomposed": False},
+                                    {"recompute": True}, {"bottleneck": 4, "shrink": 2}])
+def test_matches_spec_reference(kwargs: dict) -> None:
+    torch.manual_seed(0)
+    m = _randomise(CPModule(6, k=3, mlp=[5, 4], **kwargs).double().train())
+    s = torch.randn(2, 6, 3, 4, 5, dtype=torch.float64)
+    torch.testing.assert_close(m(s), reference_cp(m, s))
+
+
+def test_zero_output_at_init_and_gradients_everywhere_once_gamma_is_nonzero() -> None:
+    m = CPModule(8, k=4, mlp=[4, 6], bottleneck=5)
+    s = torch.randn(2, 8, 3, 4, 4)
+    assert torch.equal(m(s), torch.zeros_like(s))
+    with torch.no_grad():
+        m.out_bn.weight.fill_(1.0)
+    s.requires_grad_(True)
+    (m(s) * torch.randn_like(s)).sum().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {name}"
+    assert s.grad.abs().sum() > 0
+
+
+def _forward_backward(m: CPModule, s: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    s = s.clone().requires_grad_(True)
+    out = m(s)
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    (out * weight).sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}, s.grad
+
+
+@pytest.mark.parametrize("variant", [{"decomposed": False}, {"recompute": True}, {"block_size": 3}])
+def test_fast_forms_equal_plain_form_forward_backward_and_running_stats(variant: dict) -> None:
+    torch.manual_seed(0)
+    base = _randomise(CPModule(6, k=4, mlp=[5, 7]).double().train())
+    other = copy.deepcopy(base)
+    for key, value in variant.items():
+        setattr(other, key, value)
+    s = torch.randn(2, 6, 4, 3, 3, dtype=torch.float64)
+    out_a, grads_a, gs_a = _forward_backward(base, s)
+    out_b, grads_b, gs_b = _forward_backward(other, s)
+    torch.testing.assert_close(out_a, out_b)
+    torch.testing.assert_close(gs_a, gs_b)
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], msg=name)
+    for (name, a), b in zip(base.named_buffers(), other.buffers()):
+        torch.testing.assert_close(a, b, msg=name)  # recompute must not update BN statistics twice
+
+
+def test_shrink_searches_the_subsampled_grid_and_repeats_back() -> None:
+    torch.manual_seed(0)
+    full = _randomise(CPModule(4, k=2, mlp=[3]).double().eval())
+    shrunk = copy.deepcopy(full)
+    shrunk.shrink = 2
+    s = torch.randn(1, 4, 2, 5, 6, dtype=torch.float64)
+    expected = full(s[..., ::2, ::2]).repeat_interleave(2, 3).repeat_interleave(2, 4)[..., :5, :6]
+    torch.testing.assert_close(shrunk(s), expected)
+    assert shrunk(s).shape == s.shape
+
+
+@pytest.mark.parametrize(
+    "shape,match",
+    [((2, 6, 3, 3), r"\(N, 6, T, H, W\)"), ((2, 5, 2, 3, 3), r"\(N, 6, T, H, W\).*\(2, 5, 2, 3, 3\)"),
+     ((1, 6, 1, 4, 4), "T >= 2, got T=1"), ((1, 6, 2, 2, 2), "k=5 .* 4 points")],
+)
+def test_bad_input_errors(shape: tuple, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        CPModule(6, k=5, mlp=[4])(torch.randn(*shape))
+
+
+def test_bad_constructor_arguments() -> None:
+    with pytest.raises(ValueError, match="mlp"):
+        CPModule(4, k=2, mlp=[])
+    with pytest.raises(ValueError, match="k must be"):
+        CPModule(4, k=0, mlp=[2])
