@@ -159,3 +159,13 @@ def test_bad_arguments(overrides, message):
 def test_bad_input_shape():
     with pytest.raises(ValueError, match=r"expected a clip of shape \(N, 3, T, H, W\), got \(2, 3, 32, 32\)"):
         create_model("c2d_r18", **TINY)(torch.randn(2, 3, 32, 32))
+
+
+def test_public_api():
+    import cpnet
+    import cpnet.models as models
+
+    for name in ("CPModule", "NonLocalBlock", "SMARTBlock", "VideoResNet", "LoadReport", "load_imagenet",
+                 "count_params", "count_params_paper", "create_model", "list_models", "register_model"):
+        assert callable(getattr(models, name)), name
+    assert cpnet.create_model is models.create_model and cpnet.list_models() == PRESETS
