@@ -1,0 +1,51 @@
+"""`cpnet eval`: multi-view evaluation of a run folder or a checkpoint, with a report folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cpnet.config import PROTOCOLS, load_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a trained run with test-time views",
+                              description="Evaluate a run folder (or a checkpoint) with clips x crops views per "
+                                          "video, softmax averaged per video.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="run folder written by `cpnet train` (uses its config and best checkpoint)")
+    src.add_argument("--checkpoint", help="checkpoint file (uses its stored config unless --config is given)")
+    p.add_argument("--config", help="experiment YAML (with --checkpoint): dataset and clip settings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set data.root=/data/jester")
+    p.add_argument("--split", help="split to evaluate (default: data.val_split)")
+    p.add_argument("--protocol", choices=PROTOCOLS, help="named view protocol (default: eval.protocol)")
+    p.add_argument("--clips", type=int, help="clips per video (overrides the protocol)")
+    p.add_argument("--crops", type=int, help="crops per clip (overrides the protocol)")
+    p.add_argument("--out", help="report folder (default: <run>/eval_<split>_<protocol>)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cpnet.engine.runs import checkpoint_config, eval_run, find_checkpoint
+
+    if args.run:
+        checkpoint = find_checkpoint(args.run)
+        cfg = load_config(args.config or Path(args.run) / "config.yaml", args.overrides)
+    else:
+        checkpoint = Path(args.checkpoint)
+        cfg = load_config(args.config, args.overrides) if args.config else checkpoint_config(checkpoint, args.overrides)
+    split = args.split or cfg.data.val_split
+    protocol = args.protocol or cfg.eval.protocol
+    out = Path(args.out) if args.out else checkpoint.parent / f"eval_{split}_{protocol}"
+    result = eval_run(cfg, checkpoint, out, split=split, protocol=protocol, clips=args.clips, crops=args.crops)
+    s = result.summary
+    if s["labelled"]:
+        print(f"videos {s['num_videos']}  views {s['num_views']}  "
+              f"clip top1 {100 * s['clip_top1']:.2f}%  clip top5 {100 * s['clip_top5']:.2f}%  "
+              f"video top1 {100 * s['video_top1']:.2f}%  video top5 {100 * s['video_top5']:.2f}%  "
+              f"mean class acc {100 * s['mean_class_accuracy']:.2f}%")
+    else:
+        print(f"videos {s['num_videos']}  views {s['num_views']}  (unlabelled split: predictions only)")
+    print(f"report: {out}")
+    return 0

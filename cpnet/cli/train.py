@@ -1,0 +1,35 @@
+"""`cpnet train`: train one configured experiment into a run folder (or resume it)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cpnet.config import load_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a model from a YAML config",
+                              description="Train a model from a YAML experiment config into a run folder.")
+    p.add_argument("--config", help="experiment YAML (optional with --resume: the run's own config.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=0.1 (repeatable; values are YAML)")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint exactly")
+    p.add_argument("--init", help="ImageNet ResNet state dict (torchvision layout) to initialise the backbone")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cpnet.engine.runs import train_run
+
+    if args.config is None and not (args.resume and args.out):
+        raise ValueError("--config is required (or --resume --out RUN_DIR to continue a run with its own config)")
+    config_path = args.config or Path(args.out) / "config.yaml"
+    cfg = load_config(config_path, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    summary = train_run(cfg, out, resume=args.resume, init=args.init, progress=False if args.no_progress else None)
+    print(f"done: {summary['epochs']} epochs, best val top1 {100 * summary['best_top1']:.2f}%, "
+          f"{summary['train_seconds']:.1f}s training; run folder {out}")
+    return 0

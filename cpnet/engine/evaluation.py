@@ -1,0 +1,151 @@
+"""Multi-view evaluation: logits for every view, softmax averaged per video, metrics and the report files.
+
+Batches are ``(clips, labels, video_index, view_index)`` as made by ``cpnet.data.dataset.ViewDataset``. Clip-level
+metrics score every view on its own; video-level metrics score the mean softmax of a video's views, each video
+counted once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from cpnet.engine.loop import autocast
+from cpnet.metrics import aggregate_views, classification_report, topk_accuracy
+
+
+@dataclass
+class ViewLogits:
+    """Everything the model said about every view: (V, K) logits with the label, video and view of each row."""
+
+    logits: np.ndarray
+    labels: np.ndarray
+    video_index: np.ndarray
+    view_index: np.ndarray
+
+
+@dataclass
+class EvalResult:
+    """Per-video scores and predictions plus the JSON-ready ``summary`` (metrics, counts, per-class accuracy)."""
+
+    summary: dict
+    video_scores: np.ndarray  # (num_videos, K) mean softmax over views
+    video_labels: np.ndarray  # (num_videos,)
+    confusion: np.ndarray | None  # (K, K), None without labels
+    videos: np.ndarray  # (num_videos,) indices into the split's records of the evaluated videos
+
+
+@torch.inference_mode()
+def collect_view_logits(model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False) -> ViewLogits:
+    """Run ``model`` over every view of ``loader``."""
+    model.eval()
+    parts: list[list[np.ndarray]] = [[], [], [], []]
+    for batch in loader:
+        clips, labels, video_index, view_index = batch[:4]  # a 5th field counts unreadable views (skip_bad)
+        if len(labels) == 0:
+            continue
+        with autocast(device, amp):
+            logits = model(clips.to(device)).float()
+        for store, value in zip(parts, (logits, labels, video_index, view_index)):
+            store.append(torch.as_tensor(value).cpu().numpy())
+    if not parts[0]:
+        raise ValueError("evaluation got no readable view: the split is empty or all its media are bad")
+    logits, labels, video_index, view_index = (np.concatenate(p) for p in parts)
+    return ViewLogits(logits.astype(np.float32), labels.astype(np.int64), video_index.astype(np.int64),
+                      view_index.astype(np.int64))
+
+
+def summarize(views: ViewLogits, num_videos: int, class_names: list[str]) -> EvalResult:
+    """Clip- and video-level top-1/top-5, mean class accuracy, per-class accuracy, confusion (labelled splits).
+
+    Videos whose every view was unreadable (``skip_bad``) are left out of the metrics and counted in
+    ``skipped_videos``; ``video_scores`` and ``video_labels`` cover the evaluated videos (``videos``), in order.
+    """
+    num_classes = len(class_names)
+    videos = np.unique(views.video_index)  # sorted indices of the videos that have at least one view
+    position = np.full(num_videos, -1, dtype=np.int64)
+    position[videos] = np.arange(len(videos))
+    scores = aggregate_views(views.logits, position[views.video_index], len(videos))  # (videos, K)
+    video_labels = np.full(len(videos), -1, dtype=np.int64)
+    video_labels[position[views.video_index]] = views.labels
+    summary = {"num_videos": int(len(videos)), "skipped_videos": int(num_videos - len(videos)),
+               "num_views": int(len(views.labels)),
+               "views_per_video": int(np.bincount(views.video_index).max())}
+    if (video_labels < 0).any():  # an unlabelled (test) split: predictions only
+        summary["labelled"] = False
+        return EvalResult(summary, scores, video_labels, None, videos)
+    report = classification_report(scores, video_labels, num_classes)
+    summary |= {
+        "labelled": True,
+        "clip_top1": topk_accuracy(views.logits, views.labels, 1),
+        "clip_top5": topk_accuracy(views.logits, views.labels, 5),
+        "video_top1": report["top1"],
+        "video_top5": report["top5"],
+        "mean_class_accuracy": report["mean_class_accuracy"],
+        "per_class_accuracy": {name: _finite(a) for name, a in zip(class_names, report["per_class_accuracy"])},
+    }
+    return EvalResult(summary, scores, video_labels, report["confusion"], videos)
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def write_eval_outputs(out_dir: str | Path, result: EvalResult, views: ViewLogits, video_ids: list[str],
+                       class_names: list[str]) -> Path:
+    """Write ``predictions.npz``, ``eval.json`` and, for labelled splits, ``per_class.csv``, ``confusion.csv``
+    and ``confusion.png`` into ``out_dir``; returns it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = np.asarray(video_ids)
+    np.savez_compressed(out / "predictions.npz", video_ids=ids[views.video_index], view_ids=views.view_index,
+                        logits=views.logits, labels=views.labels, video_index=views.video_index,
+                        class_names=np.asarray(class_names), video_scores=result.video_scores.astype(np.float32),
+                        video_labels=result.video_labels, videos=ids[result.videos])
+    (out / "eval.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+    if result.confusion is not None:
+        counts = result.confusion.sum(axis=1)
+        with open(out / "per_class.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["class_index", "class_name", "videos", "top1"])
+            for i, name in enumerate(class_names):
+                acc = result.summary["per_class_accuracy"][name]
+                w.writerow([i, name, int(counts[i]), "" if acc is None else f"{acc:.6f}"])
+        with open(out / "confusion.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["true \\ predicted", *class_names])
+            for name, row in zip(class_names, result.confusion):
+                w.writerow([name, *row.tolist()])
+        plot_confusion(result.confusion, class_names, out / "confusion.png")
+    return out
+
+
+def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path) -> None:
+    """Row-normalised confusion matrix as an image; class names on the axes when there are few classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(class_names)
+    rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)  # (K, K) fraction of each true class
+    side = min(4 + 0.35 * k, 24)
+    fig, ax = plt.subplots(figsize=(side, side))
+    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if k <= 40:
+        ax.set_xticks(range(k), class_names, rotation=90, fontsize=8)
+        ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
