@@ -7,6 +7,7 @@ it depends on neither the data pipeline nor the model zoo.
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -213,3 +214,20 @@ def test_checkpoint_safety(tmp_path, monkeypatch):
         atomic_save({"format": "x"}, path)
     assert load_checkpoint(path)["model_name"] == "toy"  # the previous file is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "junk.pt", "other.pt"]  # no temporary left
+
+
+def test_summarize_counts_each_video_once_and_reports_unreadable_videos():
+    from cpnet.engine.evaluation import ViewLogits, summarize
+
+    # 3 videos x 2 views; every view of video 1 was unreadable (skip_bad), so it is absent.
+    logits = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, 1.0]], dtype=np.float32)
+    views = ViewLogits(logits, labels=np.array([0, 0, 0, 0]), video_index=np.array([0, 0, 2, 2]),
+                       view_index=np.array([0, 1, 0, 1]))
+    result = summarize(views, num_videos=3, class_names=["a", "b"])
+    s = result.summary
+    assert s["num_videos"] == 2 and s["skipped_videos"] == 1 and s["num_views"] == 4
+    assert s["video_top1"] == 0.5 and s["clip_top1"] == 0.5
+    assert result.videos.tolist() == [0, 2] and result.video_scores.shape == (2, 2)
+    assert s["per_class_accuracy"] == {"a": 0.5, "b": None}
+    unlabelled = summarize(ViewLogits(logits, np.full(4, -1), views.video_index, views.view_index), 3, ["a", "b"])
+    assert unlabelled.summary["labelled"] is False and unlabelled.confusion is None
