@@ -1,0 +1,48 @@
+"""`cpnet demo --quick` end to end, and the shipped synthetic configs equal the demo's settings."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cpnet.cli import main
+from cpnet.config import load_config
+from cpnet.data.synthetic import MANIFEST
+from cpnet.demo import FULL, MODELS, demo_config, format_table
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
+
+
+def test_demo_quick_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["models"]) == ["c2d", "nl", "c3d", "cpnet"]
+    for key, r in summary["models"].items():
+        assert {"top1", "pair_top1", "params", "train_seconds"} <= set(r)
+        assert 0 <= r["top1"] <= 1 and 0 <= r["pair_top1"] <= 1 and r["params"] > 0 and r["train_seconds"] > 0
+        assert f"| {MODELS[key][0]} | {MODELS[key][1]} | {100 * r['top1']:.1f} % |" in printed
+        eval_json = json.loads((out / "runs" / key / "eval" / "eval.json").read_text())
+        assert eval_json["video_top1"] == r["top1"]
+    params = {k: r["params"] for k, r in summary["models"].items()}
+    assert params["c3d"] > params["cpnet"] > params["c2d"] and params["nl"] > params["c2d"]
+    assert (out / "per_class.png").stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert format_table(summary["models"]) in report and "per_class.png" in report
+    # A second run reuses the dataset (same manifest) and replaces the previous runs.
+    stamp = (out / "data" / MANIFEST).stat().st_mtime_ns
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--models", "c2d"]) == 0
+    assert (out / "data" / MANIFEST).stat().st_mtime_ns == stamp
+    assert list(json.loads((out / "summary.json").read_text())["models"]) == ["c2d"]
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+def test_shipped_synthetic_configs_are_the_demo_settings(key):
+    path = CONFIGS / f"{key}_{FULL.num_frames}x{FULL.size}.yaml"
+    assert load_config(path) == demo_config(key, FULL, data_root="data/synthetic")
+
+
+def test_demo_config_refuses_unknown_model():
+    with pytest.raises(ValueError, match="unknown demo model 'i3d'"):
+        demo_config("i3d")
