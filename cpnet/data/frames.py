@@ -74,7 +74,8 @@ def load_image(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise MediaError(f"{path}: frame file missing") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow raises these for truncated or non-image files
-        raise MediaError(f"{path}: cannot decode image ({e})") from None
+        reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip(" :")
+        raise MediaError(f"{path}: cannot decode image ({reason})") from None
 
 
 def read_frames(folder: Path, frame_indices: Sequence[int]) -> np.ndarray:
