@@ -84,14 +84,10 @@ def _augment(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return left, right
 
 
-def _group_size(length: int, k: int) -> int:
-    """Group size for the top-k pre-filter along an axis of ``length``; 1 means a plain top-k is cheaper.
-
-    torch's CPU top-k costs ~1 ns per element on rows of at least 64·k elements (a partial sort) and ~4 ns below
-    that, so grouping pays only while the G = length/g group maxima still form such a long row.
-    """
+def _group_size(length: int, k: int, min_groups: int) -> int:
+    """Largest g <= 16 dividing ``length`` that leaves at least ``min_groups`` groups; 1 means no grouping."""
     for g in range(16, 1, -1):
-        if length % g == 0 and length // g >= 64 * k:
+        if length % g == 0 and length // g >= min_groups:
             return g
     return 1
 
@@ -105,7 +101,9 @@ def _topk_last(score: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     maxima and a top-k over the k·g gathered candidates replace a top-k over all L.
     """
     n, a, length = score.shape
-    g = _group_size(length, k)
+    # torch's CPU top-k costs ~1 ns per element on rows of at least 64·k elements (a partial sort) and ~4 ns on
+    # shorter ones, so grouping pays only while the group maxima still form such a long row.
+    g = _group_size(length, k, min_groups=ROW_MIN_GROUPS * k)
     if g == 1:
         return score.topk(k, dim=2)
     groups = length // g
@@ -124,7 +122,9 @@ def _topk_columns(score: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
     they (1/g of the block) are transposed, so no strided top-k over the whole block is needed.
     """
     n, length, b = score.shape
-    g = _group_size(length, k)
+    # Down the columns the alternative is a transposed copy of the whole block, so group whenever it leaves
+    # enough groups (4·k) for the pre-filter to discard most of them.
+    g = _group_size(length, k, min_groups=4 * k)
     if g == 1:
         val, pos = score.transpose(1, 2).contiguous().topk(k, dim=2)  # (N, B, k)
         return val, pos
@@ -152,8 +152,9 @@ def _frame_halves(num_frames: int) -> list[tuple[int, int, int, int]]:
     return splits
 
 
-# Default memory budget for one block of distances, in elements (64 Mi float32 = 256 MiB).
-_BLOCK_ELEMENTS = 1 << 26
+# Default memory budget for one block of distances, in elements (32 Mi float32 = 128 MiB).
+_BLOCK_ELEMENTS = 1 << 25
+ROW_MIN_GROUPS = 64
 
 
 @torch.no_grad()
@@ -165,7 +166,7 @@ def cross_frame_knn(x: torch.Tensor, num_frames: int, k: int, block_size: int | 
         num_frames: T.
         k: neighbours per point, 1 <= k <= (T − 1)·H·W.
         block_size: query rows per distance block. Peak extra memory is about N·block_size·P/2 distances.
-            Default: as many rows as keep a block within 256 MiB, and at least one frame.
+            Default: as many rows as keep a block within 128 MiB (float32), and at least one frame.
 
     Returns:
         int64 (N, P, k), sorted from nearest to farthest, on x's device. No autograd graph.
