@@ -1,0 +1,145 @@
+"""Where a CPNet's inference time goes: backbone, kNN, pair MLP and the rest of the CP modules.
+
+Method (the forward code is not touched and nothing is monkey-patched):
+
+1. Forward hooks time every CP module *inside the real model forward*: a pre-hook on the module, on its first
+   MLP BatchNorm (``norms[0]``, called as soon as the first layer's pre-activations exist), on its output conv,
+   and a hook at its end (plus its bottleneck conv when it has one) split each call into
+   A = [start → first BN] (bottleneck, point flattening, kNN, per-point projections, gather),
+   B = [first BN → output conv] (the MLP layers and the max-pool over k) and
+   C = [output conv → end] (output conv + BN, upsampling after a shrink).
+2. The kNN is a function inside A, so it is timed separately: each module's input is captured on the first
+   forward and ``cross_frame_knn`` is re-run on exactly the points the module searches (median of repeats).
+3. kNN = Σ separate kNN times; pair MLP = A + B − kNN − bottleneck; rest = C + bottleneck;
+   backbone = whole forward − Σ (A + B + C). Each is the median over the timed forwards; shares are of their sum.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from statistics import median
+
+import torch
+import torch.nn as nn
+
+from cpnet.models.cp import CPModule
+from cpnet.ops.knn import cross_frame_knn
+from cpnet.ops.video import to_points
+from cpnet.reports.tables import median_seconds, pyplot
+
+COMPONENTS = ("backbone", "knn", "pair_mlp", "cp_rest")
+
+
+class _Stopwatch:
+    """Timestamps of named hook events for the CP modules of one model; ``sync`` waits for the device."""
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        self.sync, self.events, self.inputs = sync, {}, {}
+        self.handles: list = []
+
+    def mark(self, key: tuple[str, str]) -> Callable:
+        def hook(*_args) -> None:
+            self.sync()
+            self.events[key] = time.perf_counter()
+        return hook
+
+    def attach(self, name: str, cp: CPModule) -> None:
+        def capture(_module, args) -> None:
+            if name not in self.inputs:
+                self.inputs[name] = args[0].detach().clone()
+            self.mark((name, "start"))()
+
+        self.handles.append(cp.register_forward_pre_hook(capture))
+        self.handles.append(cp.norms[0].register_forward_pre_hook(self.mark((name, "mlp"))))
+        self.handles.append(cp.out_conv.register_forward_pre_hook(self.mark((name, "out"))))
+        self.handles.append(cp.register_forward_hook(self.mark((name, "end"))))
+        if cp.reduce is not None:
+            self.handles.append(cp.reduce.register_forward_pre_hook(self.mark((name, "reduce0"))))
+            self.handles.append(cp.reduce.register_forward_hook(self.mark((name, "reduce1"))))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def search_points(cp: CPModule, s: torch.Tensor) -> torch.Tensor:
+    """The (N, P, C') points ``cp`` searches for input s (N, C, T, H, W): after its bottleneck and shrink."""
+    x = cp.reduce(s) if cp.reduce is not None else s
+    if cp.shrink and cp.shrink > 1:
+        x = x[..., :: cp.shrink, :: cp.shrink]  # (N, C', T, H/r, W/r): the module's own subsampling
+    return to_points(x)  # (N, P, C')
+
+
+def cp_modules(model: nn.Module) -> dict[str, CPModule]:
+    """Every CP module of ``model`` by its qualified name, in forward order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, CPModule)}
+
+
+@torch.inference_mode()
+def profile_model(model: nn.Module, clip: torch.Tensor, repeats: int = 5, warmup: int = 1) -> list[dict]:
+    """Rows ``{component, seconds, share}`` for backbone, knn, pair_mlp, cp_rest and the ``total``."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    model = model.eval()
+    sync = torch.cuda.synchronize if clip.device.type == "cuda" else (lambda: None)
+    modules = cp_modules(model)
+    watch = _Stopwatch(sync)
+    for name, cp in modules.items():
+        watch.attach(name, cp)
+    try:
+        for _ in range(warmup):
+            model(clip)
+        per_run: dict[str, list[float]] = {"total": [], "a": [], "b": [], "c": [], "reduce": []}
+        for _ in range(repeats):
+            watch.events.clear()
+            sync()
+            t0 = time.perf_counter()
+            model(clip)
+            sync()
+            per_run["total"].append(time.perf_counter() - t0)
+            ev = watch.events
+            for key, (lo, hi) in {"a": ("start", "mlp"), "b": ("mlp", "out"), "c": ("out", "end"),
+                                  "reduce": ("reduce0", "reduce1")}.items():
+                per_run[key].append(sum(ev[(n, hi)] - ev[(n, lo)] for n in modules if (n, lo) in ev))
+    finally:
+        watch.remove()
+    knn = 0.0
+    for name, cp in modules.items():
+        points = search_points(cp, watch.inputs[name])
+        t = watch.inputs[name].shape[2]
+        knn += median_seconds(lambda cp=cp, points=points, t=t: cross_frame_knn(points, t, cp.k, cp.block_size),
+                              repeats, warmup, sync)
+    cp_time = [a + b + c for a, b, c in zip(per_run["a"], per_run["b"], per_run["c"])]
+    seconds = {
+        "backbone": median(tot - cp for tot, cp in zip(per_run["total"], cp_time)),
+        "knn": knn,
+        "pair_mlp": max(0.0, median(per_run["a"]) + median(per_run["b"]) - knn - median(per_run["reduce"])),
+        "cp_rest": median(per_run["c"]) + median(per_run["reduce"]),
+    }
+    whole = sum(seconds.values())
+    rows = [{"component": c, "seconds": seconds[c], "share": seconds[c] / whole} for c in COMPONENTS]
+    rows.append({"component": "total", "seconds": median(per_run["total"]), "share": 1.0})
+    return rows
+
+
+def plot_profile(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """One horizontal stacked bar of the components' shares, labelled with percent and milliseconds."""
+    plt = pyplot()
+    parts = [r for r in rows if r["component"] in COMPONENTS]
+    fig, ax = plt.subplots(figsize=(9, 2.4))
+    left = 0.0
+    for i, r in enumerate(parts):
+        ax.barh(0, r["share"], left=left, color=f"C{i}", label=f"{r['component']}: {100 * r['share']:.1f} % "
+                                                                 f"({1000 * r['seconds']:.1f} ms)")
+        left += r["share"]
+    ax.set_xlim(0, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("share of inference time")
+    ax.set_title(title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
