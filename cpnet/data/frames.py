@@ -70,7 +70,7 @@ def load_image(path: Path) -> np.ndarray:
     """Decode one image file to uint8 (H, W, 3) RGB; a missing or unreadable file raises MediaError naming it."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # RGB JPEGs: no converted copy
     except FileNotFoundError:
         raise MediaError(f"{path}: frame file missing") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow raises these for truncated or non-image files

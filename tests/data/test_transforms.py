@@ -52,10 +52,24 @@ def test_flip_mirrors_frames_and_jitter_is_bounded():
     plain = train_transform(clip, ClipAug(box=(0, 0, 16, 16)), 16)
     flipped = train_transform(clip, ClipAug(box=(0, 0, 16, 16), flip=True), 16)
     torch.testing.assert_close(flipped, plain.flip(-1))
-    x = torch.rand(2, 3, 8, 8)
+    x = torch.rand(2, 8, 8, 3)
     y = color_jitter(x, 1.25, 0.75, 1.25, 0.1)
     assert y.min() >= 0 and y.max() <= 1 and not torch.allclose(x, y)
     torch.testing.assert_close(color_jitter(x, 1.0, 1.0, 1.0, 0.0), x)
+
+
+def test_color_jitter_steps_match_their_definitions():
+    x = torch.rand(2, 6, 6, 3) * 0.5 + 0.25  # away from the clamp
+    luma = torch.tensor([0.299, 0.587, 0.114])
+    torch.testing.assert_close(color_jitter(x, 1.2, 1, 1, 0), x * 1.2)
+    mean = (x @ luma).mean(dim=(1, 2)).view(2, 1, 1, 1)
+    torch.testing.assert_close(color_jitter(x, 1, 0.8, 1, 0), 0.8 * x + 0.2 * mean)
+    gray = (x @ luma)[..., None]
+    torch.testing.assert_close(color_jitter(x, 1, 1, 0.0, 0), gray.expand_as(x))
+    hued = color_jitter(x, 1, 1, 1, 0.1)
+    torch.testing.assert_close(hued @ luma, x @ luma, atol=1e-5, rtol=0)  # hue keeps luminance
+    assert not torch.allclose(hued, x, atol=1e-2)
+    torch.testing.assert_close(color_jitter(x, 1, 1, 1, 1.0), x, atol=1e-5, rtol=0)  # a full turn
 
 
 def test_normalisation_and_eval_crops():
