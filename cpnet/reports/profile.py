@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from cpnet.models.cp import CPModule
 from cpnet.ops.knn import cross_frame_knn
-from cpnet.ops.video import to_points
+from cpnet.reports.cp_hooks import cp_modules, search_points
 from cpnet.reports.tables import median_seconds, pyplot
 
 COMPONENTS = ("backbone", "knn", "pair_mlp", "cp_rest")
@@ -62,19 +62,6 @@ class _Stopwatch:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
-
-
-def search_points(cp: CPModule, s: torch.Tensor) -> torch.Tensor:
-    """The (N, P, C') points ``cp`` searches for input s (N, C, T, H, W): after its bottleneck and shrink."""
-    x = cp.reduce(s) if cp.reduce is not None else s
-    if cp.shrink and cp.shrink > 1:
-        x = x[..., :: cp.shrink, :: cp.shrink]  # (N, C', T, H/r, W/r): the module's own subsampling
-    return to_points(x)  # (N, P, C')
-
-
-def cp_modules(model: nn.Module) -> dict[str, CPModule]:
-    """Every CP module of ``model`` by its qualified name, in forward order."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, CPModule)}
 
 
 @torch.inference_mode()

@@ -1,0 +1,91 @@
+"""`cpnet visualize`: a CP module's correspondence proposals on one clip, and the channels each proposal wins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cpnet.reports.tables import text_table, write_csv
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("visualize", help="draw a CP module's proposals and the channels each one wins",
+                              description="Run a trained checkpoint on one video or frame folder (centre clip, "
+                                          "centre crop, as `cpnet predict`), capture one CP module with hooks, and "
+                                          "draw each query point's k proposals in the other frames, sized and "
+                                          "coloured by how many output channels of the max-pool each wins.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `cpnet train`")
+    p.add_argument("--input", required=True, help="video file or folder of frames")
+    p.add_argument("--module", help="qualified CP module name, e.g. layer2.0.cp (default: the first)")
+    p.add_argument("--points", nargs="+", metavar="T,H,W", help="query points on the module's search grid "
+                                                                "(default: the strongest CP responses)")
+    p.add_argument("--num-points", type=int, default=3, help="query points when --points is not given (default 3)")
+    p.add_argument("--out", default="visualize", help="folder for correspondences.csv and correspondences.png")
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON list on stdout")
+    p.set_defaults(func=run)
+
+
+def _parse_point(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ValueError(f"--points {text!r}: expected three integers t,h,w on the module's search grid")
+    return values
+
+
+def load_clip(path: Path, checkpoint: Path):
+    """(model in eval mode, clip (1, 3, T, S, S) as the model sees it, uint8 frames (T, S, S, 3) for display)."""
+    import torch
+
+    from cpnet.data.dataset import ViewDataset
+    from cpnet.data.records import DatasetSplit, VideoRecord
+    from cpnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from cpnet.engine.runs import load_trained
+
+    if not path.exists():
+        raise FileNotFoundError(f"video or frame folder not found: {path}")
+    model, ckpt, cfg = load_trained(checkpoint, torch.device("cpu"))
+    split = DatasetSplit(records=[VideoRecord(video_id=path.name, path=path, label=-1)],
+                         class_names=ckpt["class_names"])
+    d = cfg.data
+    clip = ViewDataset(split, num_frames=d.num_frames, stride=d.stride, sampling=d.sampling, size=d.size,
+                       short_side=d.short_side, clips=1, crops=1)[0][0]  # (3, T, S, S), normalised
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    frames = ((clip * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 3, 0)  # (T, S, S, 3)
+    return model, clip[None], frames.numpy()
+
+
+def run(args: argparse.Namespace) -> int:
+    from cpnet.reports.cp_hooks import capture_cp
+    from cpnet.reports.visualize import (
+        correspondence_rows,
+        correspondences,
+        plot_correspondences,
+        point_index,
+        strongest_points,
+    )
+
+    points = [_parse_point(p) for p in args.points] if args.points else None
+    if points is None and args.num_points < 1:
+        raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
+    model, clip, frames = load_clip(Path(args.input), Path(args.checkpoint))
+    capture = capture_cp(model, clip, args.module)
+    corr = correspondences(capture)
+    queries = [point_index(corr.grid, p) for p in points] if points else strongest_points(corr, args.num_points)
+    rows = correspondence_rows(corr, queries)
+    out = Path(args.out)
+    title = f"{capture.name} of {Path(args.checkpoint).name} on {Path(args.input).name}: k={capture.module.k}, " \
+            f"{corr.width} channels, search grid {corr.grid[0]}x{corr.grid[1]}x{corr.grid[2]}"
+    files = [write_csv(rows, out / "correspondences.csv"),
+             plot_correspondences(frames, rows, corr.grid, out / "correspondences.png", title)]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(title)
+    print(text_table(rows, ["query", "query_t", "query_h", "query_w", "proposal", "t", "h", "w", "wins", "width"]))
+    for path in files:
+        print(f"wrote {path}")
+    return 0
