@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ import av
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -71,33 +72,43 @@ def write_media(root: Path, name: str, videos: int) -> list[VideoRecord]:
     return records
 
 
-def loader_rate(records: list[VideoRecord], clips: int, size: int, workers: int, stride: int) -> float:
-    """Training clips per second through a DataLoader (after one warm-up batch per worker)."""
-    reps = -(-clips // len(records)) + 2 * workers
-    split = DatasetSplit(records * reps, ["a"])
-    ds = ClipDataset(split, num_frames=8, stride=stride, size=size, train=True)
-    batch = 8
-    loader = DataLoader(ds, batch_size=batch, num_workers=workers, shuffle=True)
-    it = iter(loader)
-    for _ in range(workers):
+def loader_rate(
+    records: list[VideoRecord], seconds: float, size: int, workers: int, stride: int
+) -> tuple[float, float]:
+    """(clips per second, CPU ms per clip) through a DataLoader, measured for ``seconds`` after a warm-up batch per
+    worker. CPU time is only measurable in-process, so it is reported for ``workers=0`` (else NaN)."""
+    ds = ClipDataset(DatasetSplit(records, ["a"]), num_frames=8, stride=stride, size=size, train=True)
+    sampler = RandomSampler(ds, replacement=True, num_samples=10**7)
+    it = iter(DataLoader(ds, batch_size=8, sampler=sampler, num_workers=workers))
+    for _ in range(max(1, workers)):
         next(it)
-    start, n = time.perf_counter(), 0
-    while n < clips:
+    start, cpu, n = time.perf_counter(), time.process_time(), 0
+    while time.perf_counter() - start < seconds:
         n += len(next(it)[0])
-    return n / (time.perf_counter() - start)
+    rate = n / (time.perf_counter() - start)
+    cpu_ms = (time.process_time() - cpu) / n * 1e3 if workers == 0 else float("nan")
+    del it  # shuts the workers down
+    return rate, cpu_ms
 
 
 def synthetic_rates(clips: int, tmp: Path) -> list[dict]:
     ds = SyntheticMotion(clips)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(clips):
         ds[i]
     in_memory = clips / (time.perf_counter() - start)
+    cpu_ms = (time.process_time() - cpu) / clips * 1e3
     start = time.perf_counter()
     write_jester(tmp / "synthetic", num_train=clips, num_val=0)
     written = clips / (time.perf_counter() - start)
     return [
-        {"case": "synthetic generator, in memory", "size": 32, "workers": 0, "clips_per_s": in_memory},
+        {
+            "case": "synthetic generator, in memory",
+            "size": 32,
+            "workers": 0,
+            "clips_per_s": in_memory,
+            "cpu_ms": cpu_ms,
+        },
         {
             "case": "synthetic generator, written as JPEG (write_jester)",
             "size": 32,
@@ -114,13 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["synthetic", "jester", "ssv2", "kinetics"], help="run one group of cases")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    clips = 64 if args.quick else 384
+    seconds = 3.0 if args.quick else 10.0
+    load = f"{os.getloadavg()[0]:.1f}"
     videos = 4 if args.quick else 12
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.only in (None, "synthetic"):
-            results += synthetic_rates(clips * 4, tmp)
+            results += synthetic_rates(300 if args.quick else 2000, tmp)
         cases = [("jester", 112, 1), ("jester@240", 224, 1), ("ssv2", 112, 2), ("ssv2", 224, 2), ("kinetics", 112, 8),
                  ("kinetics", 224, 8)]  # fmt: skip
         media = {}
@@ -130,14 +142,19 @@ def main(argv: list[str] | None = None) -> int:
             if name not in media:
                 media[name] = write_media(tmp, name, videos)
             w, h = SOURCES[name][:2]
-            for workers in (1, 2):
-                rate = loader_rate(media[name], clips, size, workers, stride)
+            for workers in (0, 1, 2):
+                rate, cpu_ms = loader_rate(media[name], seconds, size, workers, stride)
                 label = f"{name.split('@')[0]} reader ({w}x{h} source, 8 frames, stride {stride})"
-                results.append({"case": label, "size": size, "workers": workers, "clips_per_s": rate})
-                print(f"{label:60s} {size:4d}  {workers} workers  {rate:7.1f} clips/s", flush=True)
-    print("\n| case | output | workers | clips/s |\n|---|---|---|---|")
+                results.append({"case": label, "size": size, "workers": workers, "clips_per_s": rate, "cpu_ms": cpu_ms})
+                print(
+                    f"{label:60s} {size:4d}  {workers} workers  {rate:7.1f} clips/s  {cpu_ms:5.1f} CPU ms", flush=True
+                )
+    print(f"\nload average before / after: {load} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("\n| case | output | workers | clips/s | CPU ms/clip |\n|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['case']} | 8×{r['size']}² | {r['workers']} | {r['clips_per_s']:.0f} |")
+        cpu_ms = r.get("cpu_ms", float("nan"))
+        cpu = f"{cpu_ms:.1f}" if cpu_ms == cpu_ms else ""  # NaN: not measured
+        print(f"| {r['case']} | 8×{r['size']}² | {r['workers']} | {r['clips_per_s']:.0f} | {cpu} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -103,12 +103,15 @@ def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
     return resize(frames, max(short_side, round(h * short_side / w)), short_side)
 
 
+_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+_FROM_YIQ = torch.linalg.inv(_TO_YIQ)
+
+
 def _hue_matrix(shift: float) -> torch.Tensor:
     """3x3 RGB matrix rotating hue by ``shift`` turns (rotation of the chroma plane in YIQ space; grey is fixed)."""
-    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
     c, s = math.cos(2 * math.pi * shift), math.sin(2 * math.pi * shift)
     rot = torch.tensor([[1.0, 0, 0], [0, c, -s], [0, s, c]], dtype=torch.float64)
-    return torch.linalg.inv(to_yiq) @ rot @ to_yiq
+    return _FROM_YIQ @ rot @ _TO_YIQ
 
 
 def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float) -> torch.Tensor:
