@@ -60,8 +60,10 @@ class ClipDataset(Dataset):
 
     Training: random temporal offset (or random frames within segments), random resized crop, colour jitter and
     horizontal flip that swaps the split's declared flip pairs. Otherwise: centre clip, short side resized to
-    ``short_side`` (default ``size``), centre crop. With ``skip_bad`` a bad or missing media file yields ``None``
-    (warned once per file) for :func:`collate_skip` to drop and count.
+    ``short_side`` (default ``size``), centre crop. ``short_side`` only matters for evaluation: training crops are
+    sized relative to the frame's short side and resized to ``size`` directly, which is the same at any scale.
+    With ``skip_bad`` a bad or missing media file yields ``None`` (warned once per file) for :func:`collate_skip`
+    to drop and count.
     """
 
     def __init__(

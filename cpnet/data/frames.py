@@ -57,8 +57,9 @@ def detect_pattern(folder: Path) -> FramePattern:
             groups.setdefault((m["prefix"], m["ext"]), []).append(m["num"])
     if not groups:
         raise MediaError(f"{folder}: no numbered image frames (expected e.g. 00001.jpg or img_00001.jpg)")
-    # The most common (prefix, extension) wins, so a stray 'cover.jpg' or 'flow_x_0001.jpg' does not confuse it.
-    (prefix, ext), nums = max(groups.items(), key=lambda kv: len(kv[1]))
+    # The most common (prefix, extension) wins, so a stray 'cover1.jpg' or 'flow_x_00001.jpg' does not confuse it.
+    # Ties (RGB and optical-flow frames side by side) go to a prefix without 'flow', then the shorter prefix.
+    (prefix, ext), nums = max(groups.items(), key=lambda kv: (len(kv[1]), "flow" not in kv[0][0], -len(kv[0][0])))
     # Zero-padded names give the pad width; unpadded ones ('1.jpg' … '37.jpg') format with width 0.
     width = min(len(n) for n in nums) if any(n.startswith("0") for n in nums) else 0
     values = sorted(int(n) for n in nums)

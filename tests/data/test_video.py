@@ -53,6 +53,7 @@ def test_frame_folder_patterns_are_detected(tmp_path, pattern, start):
     source = indexed_frames(12)
     folder = write_frame_folder(tmp_path / "v", source, pattern=pattern, start=start)
     (folder / "thumbnail.txt").write_text("not a frame")
+    write_frame_folder(folder, indexed_frames(12)[:, :4, :4], pattern="flow_x_" + pattern, start=start)
     detected = frames.detect_pattern(folder)
     assert (detected.start, detected.count, detected.contiguous) == (start, 12, True)
     assert detected.name(11) == pattern.format(start + 11)
