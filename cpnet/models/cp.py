@@ -95,13 +95,15 @@ class CPModule(nn.Module):
             raise ValueError(
                 f"CPModule expects input of shape (N, {self.channels}, T, H, W), got {tuple(s.shape)}"
             )
-        n, _, t, h, w = s.shape
+        # Sizes that fix the point layout as Python ints: under tracing (ONNX / TorchScript export) shapes are
+        # traced tensors, but a traced graph has a fixed T×H×W anyway; only the batch size stays symbolic.
+        t, h, w = (int(d) for d in s.shape[2:])
         if t < 2:
             raise ValueError(f"CPModule searches across frames and needs T >= 2, got T={t} (input {tuple(s.shape)})")
         x = self.reduce(s) if self.reduce is not None else s
         if self.shrink and self.shrink > 1:
             x = x[..., :: self.shrink, :: self.shrink]
-        hs, ws = x.shape[-2:]
+        hs, ws = int(x.shape[-2]), int(x.shape[-1])
         if self.k > (t - 1) * hs * ws:
             raise ValueError(
                 f"CPModule k={self.k} cannot be satisfied: a clip of T={t} frames of {hs}×{ws} search points has only "

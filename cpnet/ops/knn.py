@@ -173,7 +173,8 @@ def cross_frame_knn(x: torch.Tensor, num_frames: int, k: int, block_size: int | 
     """
     n, p, hw = check_knn_args(x, num_frames, k)
     if block_size is None:
-        block_size = max(hw, _BLOCK_ELEMENTS // max(1, n * p // 2))
+        # int(): under tracing (export) the sizes are traced tensors; the row blocks are unrolled at trace time.
+        block_size = int(max(hw, _BLOCK_ELEMENTS // max(1, n * p // 2)))
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
     x = x.detach().to(_search_dtype(x))
