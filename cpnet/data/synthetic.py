@@ -214,6 +214,40 @@ def _write_range(args: tuple[dict, int, int, int, int, str]) -> int:
     return stop - start
 
 
+def _reusable(out: Path, params: dict) -> bool:
+    """True when ``out`` already holds a complete dataset made with ``params``; otherwise clear what an earlier
+    run of ours left there (never a folder without our manifest) and make sure ``out`` exists."""
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        if old.get("complete") and old.get("args") == params:
+            return True
+        for name in (MEDIA_DIR, "jester-v1-labels.csv", "jester-v1-train.csv", "jester-v1-validation.csv"):
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and holds no {MANIFEST}; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _write_clips(media: Path, params: dict, workers: int, progress: bool) -> None:
+    """Write every train and validation clip, in chunks spread over ``workers`` processes."""
+    num_train, num_val = params["num_train"], params["num_val"]
+    jobs = []
+    for stream, count, first_id in ((0, num_train, 1), (1, num_val, num_train + 1)):
+        chunk = max(1, min(200, -(-count // max(1, 4 * workers))))
+        jobs += [(params, stream, s, min(s + chunk, count), first_id, str(media)) for s in range(0, count, chunk)]
+    with tqdm(total=num_train + num_val, desc="synthetic clips", unit="clip", disable=not progress) as bar:
+        if workers > 1:
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for n in pool.imap_unordered(_write_range, jobs):
+                    bar.update(n)
+        else:
+            for job in jobs:
+                bar.update(_write_range(job))
+
+
 def write_jester(
     out_dir: str | Path,
     num_train: int = 7200,
@@ -243,37 +277,15 @@ def write_jester(
             f"need num_train >= 1, num_val >= 0 and quality in [1, 100]; got {num_train}, {num_val}, {quality}"
         )
     SyntheticMotion(1, num_frames, size, seed, noise, distractors)  # validates the generator arguments
-    manifest = out / MANIFEST
-    if manifest.is_file():
-        old = json.loads(manifest.read_text())
-        if old.get("complete") and old.get("args") == params:
-            return out
-        for name in (MEDIA_DIR, "jester-v1-labels.csv", "jester-v1-train.csv", "jester-v1-validation.csv"):
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    elif out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty and holds no {MANIFEST}; choose an empty or new folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if _reusable(out, params):
+        return out
     info = {"generator": "cpnet.data.synthetic", "args": params, "class_names": CLASS_NAMES,
             "flip_pairs": FLIP_PAIRS, "time_reversed_pairs": TIME_REVERSED_PAIRS}  # fmt: skip
-    manifest.write_text(json.dumps({**info, "complete": False}, indent=1))
-    media = out / MEDIA_DIR
-    jobs = []
-    for stream, count, first_id in ((0, num_train, 1), (1, num_val, num_train + 1)):
-        chunk = max(1, min(200, -(-count // max(1, 4 * workers))))
-        jobs += [(params, stream, s, min(s + chunk, count), first_id, str(media)) for s in range(0, count, chunk)]
-    bar = tqdm(total=num_train + num_val, desc="synthetic clips", unit="clip", disable=not progress)
-    if workers > 1:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for n in pool.imap_unordered(_write_range, jobs):
-                bar.update(n)
-    else:
-        for job in jobs:
-            bar.update(_write_range(job))
-    bar.close()
+    (out / MANIFEST).write_text(json.dumps({**info, "complete": False}, indent=1))
+    _write_clips(out / MEDIA_DIR, params, workers, progress)
     (out / "jester-v1-labels.csv").write_text("".join(f"{name}\n" for name in CLASS_NAMES))
     for split, count, first_id in (("train", num_train, 1), ("validation", num_val, num_train + 1)):
         rows = [f"{first_id + i};{CLASS_NAMES[i % len(CLASS_NAMES)]}\n" for i in range(count)]
         (out / f"jester-v1-{split}.csv").write_text("".join(rows))
-    manifest.write_text(json.dumps({**info, "complete": True}, indent=1))
+    (out / MANIFEST).write_text(json.dumps({**info, "complete": True}, indent=1))
     return out

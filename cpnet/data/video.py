@@ -71,7 +71,10 @@ def _decode_from(
     seeked = False
     if allow_seek and fps > 0 and time_base > 0 and first / fps > SEEK_SECONDS:
         # Aim half a second early so that a frame-rate estimate that is slightly off still lands before `first`.
-        container.seek(start_pts + int((first / fps - 0.5) / time_base), stream=stream, backward=True)
+        try:
+            container.seek(start_pts + int((first / fps - 0.5) / time_base), stream=stream, backward=True)
+        except av.FFmpegError as e:
+            raise MediaError(f"{path}: cannot seek to frame {first} ({getattr(e, 'strerror', None) or e})") from None
         seeked = True
     try:
         for frame in container.decode(stream):

@@ -146,3 +146,12 @@ def test_write_jester_layout_reuse_and_reader(tmp_path):
     (foreign / "keep.txt").write_text("user data")
     with pytest.raises(ValueError, match="not empty"):
         write_jester(foreign, num_train=9, num_val=0)
+
+
+def test_write_jester_with_worker_processes_writes_the_same_files(tmp_path):
+    args = dict(num_train=12, num_val=3, num_frames=3, size=12, seed=5)
+    one = write_jester(tmp_path / "one", **args)
+    two = write_jester(tmp_path / "two", **args, workers=2)
+    names = sorted(p.relative_to(one) for p in (one / "20bn-jester-v1").rglob("*.jpg"))
+    assert len(names) == 15 * 3 and names == sorted(p.relative_to(two) for p in (two / "20bn-jester-v1").rglob("*.jpg"))
+    assert all((one / n).read_bytes() == (two / n).read_bytes() for n in names)
