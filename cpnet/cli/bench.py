@@ -136,10 +136,14 @@ def run_memory(args: argparse.Namespace) -> int:
     files = [write_csv(rows, out / "memory.csv"), plot_memory(rows, out / "memory.png")]
     cols = ["block", "N", "T", "H", "W", "C", "k", "peak_mb", "seconds", "mem_vs_nl", "time_vs_nl"]
     table = text_table(rows, cols, {"peak_mb": ".1f", "seconds": ".3f", "mem_vs_nl": ".3f", "time_vs_nl": ".3f"})
-    notes = [f"{r['block']} / nl at N={r['N']} T={r['T']} {r['H']}x{r['W']} C={r['C']}: memory 1/"
-             f"{1 / r['mem_vs_nl']:.1f}, time {r['time_vs_nl']:.2f}x" for r in rows
-             if r["block"] != "nl" and r.get("mem_vs_nl")]
+    notes = [f"{r['block']} / nl at N={r['N']} T={r['T']} {r['H']}x{r['W']} C={r['C']}: memory "
+             f"{_fraction(r['mem_vs_nl'])}, time {r['time_vs_nl']:.2f}x"
+             for r in rows if r["block"] != "nl" and r.get("time_vs_nl")]
     return _emit(args, rows, table, files, notes)
+
+
+def _fraction(ratio: float | None) -> str:
+    return f"1/{1 / ratio:.1f}" if ratio else "n/a (no growth measured for nl)"
 
 
 def run_profile(args: argparse.Namespace) -> int:

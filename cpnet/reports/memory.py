@@ -107,7 +107,8 @@ def measure_case(case: MemoryCase) -> dict:
         peak = _peak_rss_mb() - base
     seconds = median_seconds(lambda: step(x), case.repeats, warmup=0, sync=sync)
     return {"block": case.block, "N": case.n, "T": case.t, "H": case.h, "W": case.w, "C": case.c, "k": case.k,
-            "device": case.device, "threads": torch.get_num_threads(), "peak_mb": peak, "seconds": seconds}
+            "device": case.device, "threads": torch.get_num_threads(), "pid": os.getpid(), "peak_mb": peak,
+            "seconds": seconds}
 
 
 def run_case(case: MemoryCase) -> dict:

@@ -102,7 +102,9 @@ def profile_model(model: nn.Module, clip: torch.Tensor, repeats: int = 5, warmup
     seconds = {
         "backbone": median(tot - cp for tot, cp in zip(per_run["total"], cp_time)),
         "knn": knn,
-        "pair_mlp": max(0.0, median(per_run["a"]) + median(per_run["b"]) - knn - median(per_run["reduce"])),
+        # A − kNN − bottleneck is what A spends on projections and the gather; clamped, as timing noise can make
+        # the separately timed kNN exceed its share of A when A is short.
+        "pair_mlp": median(per_run["b"]) + max(0.0, median(per_run["a"]) - knn - median(per_run["reduce"])),
         "cp_rest": median(per_run["c"]) + median(per_run["reduce"]),
     }
     whole = sum(seconds.values())

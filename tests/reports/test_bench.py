@@ -1,0 +1,140 @@
+"""`cpnet bench runtime|memory|profile` at tiny sizes: files agree with what is printed, rows are consistent."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import cpnet
+from cpnet.cli import main
+from cpnet.reports.profile import COMPONENTS, profile_model
+from cpnet.reports.tables import read_csv
+
+# A CPNet small enough for a unit test: one CP module on the 8x8 maps of layer2 (32² input, stem stride 1).
+TINY = ["--option", "width=4", "--option", "layers=[1,1,1,1]", "--option", "stem_stride=1",
+        "--option", "cp_at={layer2: [0]}", "--option", "cp_k=4", "--num-classes", "3", "--size", "32"]
+TINY_MODEL = {"width": 4, "layers": [1, 1, 1, 1], "stem_stride": 1, "cp_at": {"layer2": [0]}, "cp_k": 4}
+
+
+def printed_table(printed: str, first_column: str) -> list[dict[str, str]]:
+    """The rows of the fixed-width table in ``printed`` whose header starts with ``first_column``."""
+    lines = printed.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [first_column])
+    header = lines[start].split()
+    rows = []
+    for line in lines[start + 1:]:
+        cells = line.split()
+        if len(cells) != len(header):
+            break
+        rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def _same(csv_rows: list[dict], json_rows: list[dict], keys: list[str]) -> None:
+    """Every CSV cell (6 significant digits) equals the JSON value of the same row."""
+    assert len(csv_rows) == len(json_rows)
+    for c, j in zip(csv_rows, json_rows):
+        for key in keys:
+            if isinstance(j[key], float):
+                assert float(c[key]) == pytest.approx(j[key], rel=1e-5)
+            else:
+                assert c[key] == str(j[key])
+
+
+def test_runtime_table_csv_json_and_ratio(tmp_path, capsys):
+    out = tmp_path / "rt"
+    args = ["bench", "runtime", "--model", "cpnet_r18", "--baseline", "c2d_r18", "--frames", "2", "4",
+            "--batch", "1", "2", "--repeats", "1", "--threads", "1", "--out", str(out), *TINY]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    table = read_csv(out / "runtime.csv")
+    assert (out / "runtime.png").stat().st_size > 0
+    assert [(r["model"], r["frames"], r["batch"]) for r in table] == [
+        (m, t, n) for m in ("cpnet_r18", "c2d_r18") for t in ("2", "4") for n in ("1", "2")]
+    shown = printed_table(printed, "model")
+    assert len(shown) == len(table)
+    for r, p in zip(table, shown):  # every CSV row is the printed row, at the printed precision
+        assert (p["model"], p["frames"], p["batch"]) == (r["model"], r["frames"], r["batch"])
+        assert p["seconds"] == f"{float(r['seconds']):.4f}" and p["videos_per_s"] == f"{float(r['videos_per_s']):.2f}"
+        assert float(r["videos_per_s"]) == pytest.approx(int(r["batch"]) / float(r["seconds"]), rel=1e-4)
+    base = {(r["frames"], r["batch"]): float(r["seconds"]) for r in table if r["model"] == "c2d_r18"}
+    for r in table[:4]:
+        ratio = float(r["seconds"]) / base[(r["frames"], r["batch"])]
+        assert float(r["vs_baseline"]) == pytest.approx(ratio, rel=1e-4)
+        assert f"{r['frames']} frames, batch {r['batch']}: {float(r['vs_baseline']):.2f}x" in printed
+
+    assert main([*args, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON list
+    _same(read_csv(out / "runtime.csv"), rows, ["model", "frames", "batch", "seconds", "videos_per_s"])
+
+
+def test_runtime_rejects_bad_grid(capsys):
+    assert main(["bench", "runtime", "--model", "c2d_r18", "--frames", "1", "--batch", "1"]) == 2
+    assert "--frames" in capsys.readouterr().err
+    assert main(["bench", "runtime", "--model", "c2d_r18", "--option", "widht=4", "--frames", "2", "--batch", "1",
+                 "--size", "32"]) == 2
+    assert "did you mean width" in capsys.readouterr().err
+
+
+def test_memory_one_process_per_case(tmp_path, capsys):
+    out = tmp_path / "mem"
+    args = ["bench", "memory", "--sizes", "1,2,4,4,8", "--k", "2", "--repeats", "1", "--threads", "1",
+            "--out", str(out), "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["block"] for r in rows] == ["cp", "cp_recompute", "nl"]
+    pids = {r["pid"] for r in rows}
+    assert len(pids) == 3 and os.getpid() not in pids  # each case measured in its own fresh process
+    assert all(r["peak_mb"] >= 0 and r["seconds"] > 0 and r["threads"] == 1 for r in rows)
+    nl = rows[-1]
+    for r in rows:
+        assert r["time_vs_nl"] == pytest.approx(r["seconds"] / nl["seconds"])
+    table = read_csv(out / "memory.csv")
+    _same(table, rows, ["block", "N", "T", "C", "k", "peak_mb", "seconds"])
+    assert (out / "memory.png").stat().st_size > 0
+
+    assert main([*args[:-1], "--blocks", "cp", "nl"]) == 0  # the table form prints the ratios
+    printed = capsys.readouterr().out
+    cp = read_csv(out / "memory.csv")[0]
+    assert "cp / nl at N=1 T=2 4x4 C=8: memory " in printed
+    assert f"time {float(cp['time_vs_nl']):.2f}x" in printed
+
+
+def test_memory_rejects_bad_sizes(capsys):
+    assert main(["bench", "memory", "--sizes", "1,2,4,4"]) == 2
+    assert "N,T,H,W,C" in capsys.readouterr().err
+    assert main(["bench", "memory", "--sizes", "1,2,4,4,8", "--blocks", "attention"]) == 2
+    assert "unknown block" in capsys.readouterr().err
+
+
+def test_profile_cli_files_match(tmp_path, capsys):
+    out = tmp_path / "prof"
+    args = ["bench", "profile", "--model", "cpnet_r18", "--frames", "4", "--batch", "2", "--repeats", "2",
+            "--threads", "1", "--out", str(out), *TINY]
+    assert main([*args, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["component"] for r in rows] == [*COMPONENTS, "total"]
+    assert sum(r["share"] for r in rows[:4]) == pytest.approx(1.0)
+    assert rows[1]["seconds"] > 0 and rows[2]["seconds"] > 0  # kNN and pair MLP were timed
+    _same(read_csv(out / "profile.csv"), rows, ["component", "model", "frames", "batch"])
+    assert (out / "profile.png").stat().st_size > 0
+    assert main(args) == 0
+    shown = printed_table(capsys.readouterr().out, "component")
+    table = read_csv(out / "profile.csv")
+    assert [p["component"] for p in shown] == [r["component"] for r in table]
+    assert [p["share"] for p in shown] == [f"{float(r['share']):.3f}" for r in table]
+
+
+def test_profile_without_cp_is_all_backbone_and_hooks_are_removed():
+    torch.manual_seed(0)
+    model = cpnet.create_model("c2d_r18", num_classes=3, width=4, layers=[1, 1, 1, 1])
+    rows = profile_model(model, torch.randn(1, 3, 2, 32, 32), repeats=1)
+    shares = {r["component"]: r["share"] for r in rows}
+    assert shares["backbone"] == 1.0 and shares["knn"] == shares["pair_mlp"] == shares["cp_rest"] == 0.0
+
+    cp_model = cpnet.create_model("cpnet_r18", num_classes=3, **TINY_MODEL)
+    profile_model(cp_model, torch.randn(1, 3, 4, 32, 32), repeats=1)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in cp_model.modules())
