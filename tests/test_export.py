@@ -1,0 +1,191 @@
+"""Export: ONNX (run in ONNX Runtime) and TorchScript (reloaded) against eager PyTorch, the kNN's neighbours through
+the exported graph, and `cpnet export` end to end from a checkpoint. Small models (width 8), 4 frames of 64²."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import cpnet
+from cpnet.cli import main
+from cpnet.config import config_from_dict, config_to_dict
+from cpnet.engine.checkpoint import atomic_save, make_checkpoint
+from cpnet.export import export_onnx, export_torchscript, verify_onnx, verify_torchscript
+from cpnet.models.cp import CPModule
+from cpnet.ops.knn import cross_frame_knn, cross_frame_knn_dense
+from cpnet.ops.video import to_points
+
+FRAMES, SIZE = 4, 64  # cpnet_r18's last stage is then 2×2: (T−1)·H·W = 12 >= k = 8
+MODELS = ["c2d_r18", "cpnet_r18", "cpnet_r34"]
+TOL = 1e-4
+
+
+def small_model(name: str, num_classes: int = 5) -> nn.Module:
+    """A width-8 preset whose CP modules start with γ = 1, so the CP path changes the output (γ = 0 would hide it)."""
+    torch.manual_seed(0)
+    options = {"cp_init_gamma": 1.0} if name.startswith("cpnet") else {}
+    return cpnet.create_model(name, num_classes=num_classes, width=8, **options)
+
+
+def randomize_norms(module: nn.Module, seed: int = 0) -> None:
+    """Non-trivial eval-mode BatchNorms (running statistics and affine parameters)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            c = m.num_features
+            m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(c, generator=g))
+            m.weight.data.copy_(1 + 0.3 * torch.randn(c, generator=g))
+            m.bias.data.copy_(0.1 * torch.randn(c, generator=g))
+
+
+class Clip(nn.Module):
+    """Wraps a module taking (N, C, T, H, W) so the export helpers know its input channels."""
+
+    def __init__(self, inner: nn.Module, in_channels: int) -> None:
+        super().__init__()
+        self.inner, self.in_channels = inner, in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+class KNN(nn.Module):
+    """Clip (N, C, T, H, W) → cross-frame neighbour indices (N, P, k), searched in float64 so no rounding
+    difference between ONNX Runtime and PyTorch can swap two near-equal neighbours."""
+
+    def __init__(self, k: int, block_size: int | None) -> None:
+        super().__init__()
+        self.k, self.block_size = k, block_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return cross_frame_knn(to_points(x).double(), int(x.shape[2]), self.k, self.block_size)
+
+
+needs_onnx = pytest.mark.skipif(
+    importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None,
+    reason="ONNX export tests need onnx and onnxruntime (pip install 'cpnet[export]')",
+)
+
+
+@needs_onnx
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_runs_in_onnxruntime_like_pytorch_with_a_dynamic_batch(name, tmp_path):
+    import onnxruntime as ort
+
+    model = small_model(name)
+    path = export_onnx(model, tmp_path / f"{name}.onnx", FRAMES, SIZE)
+    assert model.training  # the caller's mode is restored
+    (clip_input,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()
+    assert clip_input.name == "clip" and clip_input.shape == ["batch", 3, FRAMES, SIZE, SIZE]
+    assert verify_onnx(model, path, FRAMES, SIZE, batch_sizes=(1, 2)) <= TOL  # traced at batch 1, run at 1 and 2
+
+
+@needs_onnx
+@pytest.mark.parametrize("shrink", [None, 2])
+def test_exported_cp_module_gives_the_pytorch_output(shrink, tmp_path):
+    torch.manual_seed(0)
+    cp = CPModule(8, k=5, mlp=[4, 8], shrink=shrink, init_gamma=1.0, block_size=16)  # several row blocks
+    randomize_norms(cp)
+    model = Clip(cp, in_channels=8)
+    path = export_onnx(model, tmp_path / "cp.onnx", frames=4, size=8)
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 8, 4, 8, 8)).abs().mean() > 0.1  # the comparison below is not of zeros
+    assert verify_onnx(model, path, 4, 8, batch_sizes=(1, 2, 3)) <= TOL
+
+
+@needs_onnx
+def test_exported_knn_picks_the_same_neighbours(tmp_path):
+    import onnxruntime as ort
+
+    # 16² points per frame: long enough rows and columns for the grouped top-k; 64-row blocks: several per split.
+    model = Clip(KNN(k=3, block_size=64), in_channels=8)
+    path = export_onnx(model, tmp_path / "knn.onnx", frames=4, size=16)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 2):
+        clip = torch.randn(batch, 8, 4, 16, 16, generator=torch.Generator().manual_seed(batch))
+        got = session.run(None, {"clip": clip.numpy()})[0]  # (N, P, k)
+        expected = cross_frame_knn_dense(to_points(clip).double(), 4, 3)
+        np.testing.assert_array_equal(got, expected.numpy())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_torchscript_reloads_and_matches_pytorch(name, tmp_path):
+    model = small_model(name)
+    path = export_torchscript(model, tmp_path / f"{name}.torchscript.pt", FRAMES, SIZE)
+    assert verify_torchscript(model, path, FRAMES, SIZE, batch_sizes=(1, 2)) <= TOL
+
+
+def test_export_refuses_a_clip_the_model_cannot_take(tmp_path):
+    # 4 frames of 16²: cpnet_r18's last stage is 1×1, so only 3 points lie in other frames for k = 8.
+    with pytest.raises(ValueError, match=r"cannot export at 4 frames of 16x16: .*k=8 cannot be satisfied"):
+        export_torchscript(small_model("cpnet_r18"), tmp_path / "m.pt", 4, 16)
+    with pytest.raises(ValueError, match="frames must be a positive integer"):
+        export_torchscript(small_model("c2d_r18"), tmp_path / "m.pt", 0, 64)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        verify_torchscript(small_model("c2d_r18"), tmp_path / "missing.pt", 4, 64)
+
+
+# --- cpnet export ---------------------------------------------------------------------------------------------
+
+CLASSES = ["a", "b", "c"]
+
+
+def write_checkpoint(tmp_path, name: str) -> tuple:
+    """A checkpoint as `cpnet train` writes it (model, config, class names) for a width-8 ``name``."""
+    cfg = config_from_dict({"model": {"name": name, "options": {"width": 8, "cp_init_gamma": 1.0}
+                                      if name.startswith("cpnet") else {"width": 8}},
+                            "data": {"num_frames": FRAMES, "size": SIZE}})
+    model = cpnet.create_model(name, num_classes=len(CLASSES), **cfg.model.options)
+    meta = {"model_name": name, "num_classes": len(CLASSES), "class_names": CLASSES, "config": config_to_dict(cfg)}
+    return atomic_save(make_checkpoint(model, epoch=3, meta=meta), tmp_path / "run" / "checkpoint_best.pt"), model
+
+
+@needs_onnx
+def test_cli_exports_onnx_next_to_the_checkpoint_with_a_sidecar(tmp_path, capsys):
+    import onnxruntime as ort
+
+    ckpt, model = write_checkpoint(tmp_path, "c2d_r18")
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx"]) == 0
+    out = ckpt.parent / f"checkpoint_best_{FRAMES}x{SIZE}.onnx"  # clip shape from the checkpoint's config
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "ONNX Runtime (CPU) vs PyTorch, batch 1 and 2: max abs difference" in printed
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+    assert sidecar["class_names"] == CLASSES and sidecar["model"] == "c2d_r18" and sidecar["opset"] == 17
+    assert sidecar["input"]["shape"] == ["batch", 3, FRAMES, SIZE, SIZE] and sidecar["output"]["shape"] == ["batch", 3]
+    assert 0 <= sidecar["max_abs_diff_vs_pytorch"] <= TOL
+    clip = torch.randn(2, 3, FRAMES, SIZE, SIZE)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"clip": clip.numpy()})[0]
+    with torch.no_grad():  # the checkpoint's weights, not a fresh model's
+        np.testing.assert_allclose(got, model.eval()(clip).numpy(), atol=TOL)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_cli_exports_torchscript_at_the_asked_clip_shape(tmp_path, capsys):
+    ckpt, model = write_checkpoint(tmp_path, "cpnet_r18")
+    out = tmp_path / "deploy" / "model.pt"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--frames", "3", "--size", "96",
+                 "--out", str(out)]) == 0
+    assert "reloaded TorchScript vs PyTorch" in capsys.readouterr().out
+    assert json.loads((tmp_path / "deploy" / "model.pt.json").read_text())["input"]["shape"] == ["batch", 3, 3, 96, 96]
+    clip = torch.randn(1, 3, 3, 96, 96)
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.jit.load(str(out))(clip), model.eval()(clip), atol=TOL)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    ckpt, _ = write_checkpoint(tmp_path, "cpnet_r18")
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--size", "16"]) == 2
+    assert "cannot export at 4 frames of 16x16" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--format", "onnx", "--no-verify"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install onnxruntime" in err and "--no-verify" in err
+    assert not list(ckpt.parent.glob("*.onnx"))  # refused before exporting
