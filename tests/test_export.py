@@ -176,16 +176,28 @@ def test_cli_exports_torchscript_at_the_asked_clip_shape(tmp_path, capsys):
         np.testing.assert_allclose(torch.jit.load(str(out))(clip), model.eval()(clip), atol=TOL)
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
+def test_cli_errors_are_one_line(tmp_path, capsys):
     ckpt, _ = write_checkpoint(tmp_path, "cpnet_r18")
     assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--size", "16"]) == 2
     assert "cannot export at 4 frames of 16x16" in capsys.readouterr().err
-    assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--format", "onnx", "--no-verify"]) == 2
+    assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--format", "torchscript"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
 
+
+@pytest.mark.parametrize("installed, args, expected", [
+    ({"onnx"}, [], "needs the package(s) onnxruntime: pip install onnxruntime (or pip install 'cpnet[export]'); "
+                   "or pass --no-verify"),
+    (set(), ["--no-verify"], "needs the package(s) onnx: pip install onnx (or pip install 'cpnet[export]')"),
+])
+def test_cli_names_the_missing_onnx_package(installed, args, expected, tmp_path, capsys, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
-    assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx"]) == 2
-    err = capsys.readouterr().err
-    assert "pip install onnxruntime" in err and "--no-verify" in err
+    hidden = {"onnx", "onnxruntime"} - installed
+
+    def find_spec(name, *rest):
+        return None if name in hidden else real(name, *rest) if name not in installed else object()
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    ckpt, _ = write_checkpoint(tmp_path, "c2d_r18")
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx", *args]) == 2
+    assert expected in capsys.readouterr().err
     assert not list(ckpt.parent.glob("*.onnx"))  # refused before exporting
