@@ -36,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--sizes", nargs="+", metavar="N,T,H,W,C", help="input sizes (default: 8,8,28,28,128 and "
                                                                      "8,32,14,14,256)")
     m.add_argument("--k", type=int, default=8, help="CP proposals per point (default 8)")
-    m.add_argument("--blocks", nargs="+", help="cp, cp_recompute, cp_concat, nl (default: cp cp_recompute nl)")
+    m.add_argument("--blocks", nargs="+", help="cp, cp_recompute, cp_concat, nl (pooled keys, as the presets), "
+                                               "nl_full (no pooling: P x P attention); default: all but cp_concat")
     _common(m, repeats=3)
     m.set_defaults(func=run_memory)
 
@@ -118,7 +119,7 @@ def run_runtime(args: argparse.Namespace) -> int:
 
 
 def run_memory(args: argparse.Namespace) -> int:
-    from cpnet.reports.memory import DEFAULT_BLOCKS, SIZES, memory_rows, plot_memory
+    from cpnet.reports.memory import DEFAULT_BLOCKS, REFERENCES, SIZES, memory_rows, plot_memory
 
     device = _setup(args)
     sizes = SIZES
@@ -134,16 +135,17 @@ def run_memory(args: argparse.Namespace) -> int:
                        repeats=args.repeats, threads=args.threads, log=_log)
     out = Path(args.out)
     files = [write_csv(rows, out / "memory.csv"), plot_memory(rows, out / "memory.png")]
-    cols = ["block", "N", "T", "H", "W", "C", "k", "peak_mb", "seconds", "mem_vs_nl", "time_vs_nl"]
-    table = text_table(rows, cols, {"peak_mb": ".1f", "seconds": ".3f", "mem_vs_nl": ".3f", "time_vs_nl": ".3f"})
-    notes = [f"{r['block']} / nl at N={r['N']} T={r['T']} {r['H']}x{r['W']} C={r['C']}: memory "
-             f"{_fraction(r['mem_vs_nl'])}, time {r['time_vs_nl']:.2f}x"
-             for r in rows if r["block"] != "nl" and r.get("time_vs_nl")]
+    ratios = [c for c in ("mem_vs_nl", "time_vs_nl", "mem_vs_nl_full", "time_vs_nl_full") if any(c in r for r in rows)]
+    cols = ["block", "N", "T", "H", "W", "C", "k", "peak_mb", "seconds", *ratios]
+    table = text_table(rows, cols, {"peak_mb": ".1f", "seconds": ".3f", **{c: ".3f" for c in ratios}})
+    notes = [f"{r['block']} / {ref} at N={r['N']} T={r['T']} {r['H']}x{r['W']} C={r['C']}: memory "
+             f"{_fraction(r[f'mem_vs_{ref}'], ref)}, time {r[f'time_vs_{ref}']:.2f}x"
+             for r in rows if not r["block"].startswith("nl") for ref in REFERENCES if r.get(f"time_vs_{ref}")]
     return _emit(args, rows, table, files, notes)
 
 
-def _fraction(ratio: float | None) -> str:
-    return f"1/{1 / ratio:.1f}" if ratio else "n/a (no growth measured for nl)"
+def _fraction(ratio: float | None, ref: str) -> str:
+    return f"1/{1 / ratio:.1f}" if ratio else f"n/a (no growth measured for {ref})"
 
 
 def run_profile(args: argparse.Namespace) -> int:

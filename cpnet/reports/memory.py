@@ -12,7 +12,9 @@ is that case's alone (a process's peak RSS never goes down, and allocator caches
 Time is the median of ``repeats`` further forward + backward calls (device synchronised). Blocks: ``cp`` (the
 CP module as the presets build it: decomposed first layer, activations stored), ``cp_recompute`` (the same with
 ``recompute=True``: the pair MLP is recomputed in backward), ``cp_concat`` (the plain concatenated pair features)
-and ``nl`` (:class:`~cpnet.models.nonlocal_block.NonLocalBlock`, embedded Gaussian, 1×2×2-pooled keys).
+``nl`` (:class:`~cpnet.models.nonlocal_block.NonLocalBlock` as the presets build it: embedded Gaussian with
+1×2×2-pooled keys, a (P × P/4) attention matrix) and ``nl_full`` (the same block without pooling: the full P × P
+matrix the supplement's argument is about).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SIZES: tuple[tuple[int, int, int, int, int], ...] = ((8, 8, 28, 28, 128), (8, 32, 14, 14, 256))  # (N, T, H, W, C)
-BLOCKS = ("cp", "cp_recompute", "cp_concat", "nl")
-DEFAULT_BLOCKS = ("cp", "cp_recompute", "nl")
+BLOCKS = ("cp", "cp_recompute", "cp_concat", "nl", "nl_full")
+DEFAULT_BLOCKS = ("cp", "cp_recompute", "nl", "nl_full")
+REFERENCES = ("nl", "nl_full")  # each row gets its peak and time over these blocks' at the same size
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ def build_block(case: MemoryCase):
     from cpnet.models.cp import CPModule
     from cpnet.models.nonlocal_block import NonLocalBlock
 
-    if case.block == "nl":
-        return NonLocalBlock(case.c, init_gamma=1.0)
+    if case.block in ("nl", "nl_full"):
+        return NonLocalBlock(case.c, pool=case.block == "nl", init_gamma=1.0)
     return CPModule(case.c, case.k, [case.c // 4, case.c // 2], init_gamma=1.0,
                     recompute=case.block == "cp_recompute", decomposed=case.block != "cp_concat")
 
@@ -126,7 +129,8 @@ def run_case(case: MemoryCase) -> dict:
 def memory_rows(sizes=SIZES, blocks=DEFAULT_BLOCKS, k: int = 8, device: str = "cpu", repeats: int = 3,
                 threads: int | None = None, log=None) -> list[dict]:
     """Every block at every size, one process each; each row gains ``mem_vs_nl`` and ``time_vs_nl`` (its peak and
-    time over the non-local block's at the same size) when ``nl`` is among the blocks."""
+    time over the pooled non-local block's at the same size) when ``nl`` is among the blocks, and likewise
+    ``mem_vs_nl_full`` / ``time_vs_nl_full`` for ``nl_full``."""
     rows = []
     for size in sizes:
         group = []
@@ -137,10 +141,13 @@ def memory_rows(sizes=SIZES, blocks=DEFAULT_BLOCKS, k: int = 8, device: str = "c
                 log(f"{block:<13} N={row['N']} T={row['T']} {row['H']}x{row['W']} C={row['C']}: "
                     f"{row['peak_mb']:.0f} MB, {row['seconds']:.3f} s")
             group.append(row)
-        nl = next((r for r in group if r["block"] == "nl"), None)
-        for row in group:
-            row["mem_vs_nl"] = row["peak_mb"] / nl["peak_mb"] if nl and nl["peak_mb"] > 0 else None
-            row["time_vs_nl"] = row["seconds"] / nl["seconds"] if nl and nl["seconds"] > 0 else None
+        for ref in REFERENCES:
+            base = next((r for r in group if r["block"] == ref), None)
+            if base is None:
+                continue
+            for row in group:
+                row[f"mem_vs_{ref}"] = row["peak_mb"] / base["peak_mb"] if base["peak_mb"] > 0 else None
+                row[f"time_vs_{ref}"] = row["seconds"] / base["seconds"] if base["seconds"] > 0 else None
         rows += group
     return rows
 

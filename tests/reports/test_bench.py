@@ -85,13 +85,14 @@ def test_memory_one_process_per_case(tmp_path, capsys):
             "--out", str(out), "--json"]
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["block"] for r in rows] == ["cp", "cp_recompute", "nl"]
+    assert [r["block"] for r in rows] == ["cp", "cp_recompute", "nl", "nl_full"]
     pids = {r["pid"] for r in rows}
-    assert len(pids) == 3 and os.getpid() not in pids  # each case measured in its own fresh process
+    assert len(pids) == 4 and os.getpid() not in pids  # each case measured in its own fresh process
     assert all(r["peak_mb"] >= 0 and r["seconds"] > 0 and r["threads"] == 1 for r in rows)
-    nl = rows[-1]
+    nl, full = rows[2], rows[3]
     for r in rows:
         assert r["time_vs_nl"] == pytest.approx(r["seconds"] / nl["seconds"])
+        assert r["time_vs_nl_full"] == pytest.approx(r["seconds"] / full["seconds"])
     table = read_csv(out / "memory.csv")
     _same(table, rows, ["block", "N", "T", "C", "k", "peak_mb", "seconds"])
     assert (out / "memory.png").stat().st_size > 0
