@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/data.py [--quick] [--json results.json]
 
 Cases: the synthetic generator (in memory, and written to disk as JPEGs); the Jester-layout reader (JPEG frame
-folders) and the video reader (SSv2-like VP8 webm, Kinetics-like H.264 mp4), each at 112² (short side 128) and
-224² (short side 256), through a DataLoader with 1 and 2 worker processes, with the training transforms (random
-offset, random resized crop, colour jitter, flip). Media are written to a temporary folder first and read back
+folders) and the video reader (SSv2-like VP8 webm, Kinetics-like H.264 mp4), each giving 8x112x112 and 8x224x224
+clips through a DataLoader in-process (0) and with 1 and 2 worker processes, with the training transforms (random
+offset, random resized crop, colour jitter, flip). CPU milliseconds per clip are measured in-process: they do not
+depend on what else the machine runs, unlike clips/s. Media are written to a temporary folder first and read back
 repeatedly, so they come from the page cache, as a small dataset does after its first epoch.
 """
 
@@ -33,8 +34,8 @@ from cpnet.data.synthetic import SyntheticMotion, make_clip, write_jester  # noq
 
 # name -> (frame width, height, frames per video, fps, codec); heights match the datasets' short sides.
 SOURCES = {
-    "jester": (227, 128, 24, 12, None),  # Jester's 176x100 frames scaled to the 128 short side of its recipe
-    "jester@240": (427, 240, 24, 12, None),
+    "jester": (176, 100, 36, 12, None),  # Jester's frames as distributed: 176x100, about 36 per video
+    "jester@240": (427, 240, 36, 12, None),  # the same layout at SSv2's 240p, for 224x224 crops
     "ssv2": (427, 240, 48, 12, "libvpx"),
     "kinetics": (340, 256, 250, 25, "libx264"),
 }
