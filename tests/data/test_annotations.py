@@ -17,6 +17,7 @@ from tests.data.media import (
     write_frame_folder,
     write_jester_tree,
     write_kinetics_tree,
+    write_ssv2_tree,
     write_video,
 )
 
@@ -67,6 +68,14 @@ def test_ssv2_strips_brackets_and_keeps_official_indices(ssv2_root):
     assert train.flip_pairs == [("Pushing something from left to right", "Pushing something from right to left")]
     assert [frame_index_of(f) for f in read_clip(train.records[2].path, [7, 0])] == [7, 0]
     assert load_split("ssv2", ssv2_root, "test").records[0].label == -1
+
+
+def test_ssv2_videos_directly_under_the_root(tmp_path):
+    root = write_ssv2_tree(
+        tmp_path / "s", {"validation": [("7", "Pushing [something] from right to left")]}, archive=False
+    )
+    split = load_split("ssv2", root, "val")
+    assert split.records[0].path == root / "7.webm" and split.records[0].label == 1
 
 
 def test_ssv2_errors_and_missing(ssv2_root):

@@ -21,6 +21,10 @@ def test_synth_then_check_passes(tmp_path, capsys):
     assert "jester train: 18 videos, 9 classes, 0 missing, 0 undecodable" in text
     assert "jester validation: 9 videos" in text and "static 2, slide_left 2" in text
     assert "check passed" in text
+    (out / "20bn-jester-v1" / "5" / "00002.jpg").write_bytes(b"")
+    assert main(["data", "check", "--dataset", "jester", "--root", str(out), "--workers", "2", "--split", "val"]) == 0
+    assert main(["data", "check", "--dataset", "jester", "--root", str(out), "--workers", "2", "--split", "train"]) == 1
+    assert "undecodable 5:" in capsys.readouterr().out
 
 
 def test_check_fails_on_bad_media_and_names_them(jester_root, capsys):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cpnet.data.sampling import (
     crop_boxes,
@@ -62,3 +64,18 @@ def test_views_and_crops():
     assert crop_boxes(128, 160, 112, 1) == [(8, 24)]
     with pytest.raises(ValueError, match="crops"):
         crop_boxes(112, 112, 112, 5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 32), st.integers(1, 8), st.integers(0, 2**31), st.floats(0, 1))
+def test_dense_and_segment_indices_are_always_valid(n, t, stride, seed, position):
+    span = (t - 1) * stride + 1
+    for idx in (
+        dense_indices(n, t, stride, position=position),
+        dense_indices(n, t, stride, rng=np.random.default_rng(seed)),
+    ):
+        assert len(idx) == t and idx.min() >= 0 and idx.max() < n
+        if n >= span:
+            assert np.all(np.diff(idx) == stride)
+    for idx in (segment_indices(n, t, position=position), segment_indices(n, t, rng=np.random.default_rng(seed))):
+        assert len(idx) == t and idx.min() >= 0 and idx.max() < n and np.all(np.diff(idx) >= 0)
