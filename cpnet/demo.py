@@ -46,13 +46,15 @@ class DemoSize:
     lr: float
     width: int
     layers: tuple[int, int, int, int]
-    workers: int
+    workers: int  # DataLoader processes decoding JPEGs
+    threads: int  # torch compute threads; 1 beside 1 decoding worker suits 2 cores (2 OpenMP threads competing
+    # with the worker, or with anything else on the machine, made steps up to 10x slower here)
 
 
 FULL = DemoSize(num_train=7200, num_val=1800, num_frames=8, size=32, epochs=3, batch_size=16, lr=0.05, width=16,
-                layers=(2, 2, 2, 2), workers=1)
+                layers=(2, 2, 2, 2), workers=1, threads=1)
 QUICK = DemoSize(num_train=54, num_val=27, num_frames=4, size=16, epochs=1, batch_size=9, lr=0.05, width=4,
-                 layers=(1, 1, 1, 1), workers=0)
+                 layers=(1, 1, 1, 1), workers=0, threads=1)
 
 
 def demo_config(key: str, size: DemoSize = FULL, data_root: str = "data/synthetic") -> Config:
@@ -70,7 +72,7 @@ def demo_config(key: str, size: DemoSize = FULL, data_root: str = "data/syntheti
                                "size": size.size, "seed": 0}},
         "optim": {"lr": size.lr, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4, "schedule": "cosine",
                   "warmup_epochs": 0.2},
-        "train": {"epochs": size.epochs, "batch_size": size.batch_size, "seed": 0},
+        "train": {"epochs": size.epochs, "batch_size": size.batch_size, "seed": 0, "threads": size.threads},
         "eval": {"protocol": "single", "batch_size": 2 * size.batch_size},
     })
 
@@ -85,14 +87,15 @@ def _fresh_run_dir(path: Path) -> Path:
 
 
 def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = None, *, quick: bool = False,
-             models: list[str] | None = None, progress: bool | None = None,
+             models: list[str] | None = None, size: DemoSize | None = None, progress: bool | None = None,
              log: Callable[[str], None] = print) -> dict:
-    """Train and evaluate each demo model; write ``report.md``, ``per_class.png`` and ``summary.json``."""
+    """Train and evaluate each demo model; write ``report.md``, ``per_class.png`` and ``summary.json``.
+    ``size`` replaces the preset (FULL, or QUICK with ``quick``) to try other budgets."""
     from cpnet.data.synthetic import TIME_REVERSED_PAIRS
     from cpnet.engine.runs import eval_run, prepare_data, train_run
 
     out = Path(out_dir)
-    size = QUICK if quick else FULL
+    size = size or (QUICK if quick else FULL)
     data_root = str(data_dir) if data_dir is not None else str(out / "data")
     keys = models or list(MODELS)
     results: dict[str, dict] = {}

@@ -16,20 +16,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset folder (default <out>/data); reused when it already holds the set")
     p.add_argument("--quick", action="store_true", help="a tiny version that runs in seconds (for CI)")
     p.add_argument("--models", nargs="+", choices=list(MODELS), help="subset of models (default all four)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch compute threads (default 1, beside one JPEG-decoding worker)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    import dataclasses
 
-    from cpnet.demo import run_demo
+    from cpnet.demo import FULL, QUICK, run_demo
 
+    size = QUICK if args.quick else FULL
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    run_demo(args.out, args.data, quick=args.quick, models=args.models,
-             progress=False if args.no_progress else None)
+        size = dataclasses.replace(size, threads=args.threads)
+    run_demo(args.out, args.data, models=args.models, size=size, progress=False if args.no_progress else None)
     return 0
