@@ -97,11 +97,27 @@ def test_memory_one_process_per_case(tmp_path, capsys):
     _same(table, rows, ["block", "N", "T", "C", "k", "peak_mb", "seconds"])
     assert (out / "memory.png").stat().st_size > 0
 
-    assert main([*args[:-1], "--blocks", "cp", "nl"]) == 0  # the table form prints the ratios
+
+
+def test_memory_ratios_printed(tmp_path, capsys, monkeypatch):
+    measured = {"cp": (100.0, 0.4), "nl": (800.0, 1.0), "nl_full": (1600.0, 2.0)}  # block: (MB, seconds)
+
+    def fake_run_case(case):
+        mb, seconds = measured[case.block]
+        return {"block": case.block, "N": case.n, "T": case.t, "H": case.h, "W": case.w, "C": case.c, "k": case.k,
+                "device": case.device, "threads": 1, "pid": 0, "peak_mb": mb, "seconds": seconds}
+
+    monkeypatch.setattr("cpnet.reports.memory.run_case", fake_run_case)
+    out = tmp_path / "mem"
+    assert main(["bench", "memory", "--sizes", "1,2,4,4,8", "--blocks", "cp", "nl", "nl_full", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    cp = read_csv(out / "memory.csv")[0]
-    assert "cp / nl at N=1 T=2 4x4 C=8: memory " in printed
-    assert f"time {float(cp['time_vs_nl']):.2f}x" in printed
+    assert "cp / nl at N=1 T=2 4x4 C=8: memory 1/8.0, time 0.40x" in printed
+    assert "cp / nl_full at N=1 T=2 4x4 C=8: memory 1/16.0, time 0.20x" in printed
+    shown = printed_table(printed, "block")
+    assert [(p["block"], p["peak_mb"], p["mem_vs_nl"], p["time_vs_nl_full"]) for p in shown] == [
+        ("cp", "100.0", "0.125", "0.200"), ("nl", "800.0", "1.000", "0.500"), ("nl_full", "1600.0", "2.000", "1.000")]
+    table = read_csv(out / "memory.csv")
+    assert [float(r["mem_vs_nl_full"]) for r in table] == [0.0625, 0.5, 1.0]
 
 
 def test_memory_rejects_bad_sizes(capsys):
