@@ -88,6 +88,8 @@ def plot_runtime(rows: list[dict], path: str | Path) -> Path:
             ax.plot(x, [r["seconds"] for r in curve], "-o", color=f"C{i}", label=f"{t} frames: s / batch")
             right.plot(x, [r["videos_per_s"] for r in curve], "--s", color=f"C{i}", label=f"{t} frames: videos/s")
         ax.set_xscale("log", base=2)
+        batches = sorted({r["batch"] for r in mine})
+        ax.set_xticks(batches, [str(b) for b in batches])
         ax.set_xlabel("batch size")
         ax.set_ylabel("run time per batch (s), solid")
         right.set_ylabel("videos per second, dashed")
