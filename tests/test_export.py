@@ -10,10 +10,11 @@ import torch
 import torch.nn as nn
 
 import cpnet
+from cpnet import export
 from cpnet.cli import main
 from cpnet.config import config_from_dict, config_to_dict
 from cpnet.engine.checkpoint import atomic_save, make_checkpoint
-from cpnet.export import export_onnx, export_torchscript, verify_onnx, verify_torchscript
+from cpnet.export import export_onnx, export_torchscript, rounding_sensitivity, verify_onnx, verify_torchscript
 from cpnet.models.cp import CPModule
 from cpnet.ops.knn import cross_frame_knn, cross_frame_knn_dense
 from cpnet.ops.video import to_points
@@ -119,6 +120,14 @@ def test_torchscript_reloads_and_matches_pytorch(name, tmp_path):
     assert verify_torchscript(model, path, FRAMES, SIZE, batch_sizes=(1, 2)) <= TOL
 
 
+def test_rounding_sensitivity_is_the_eager_models_own_float32_noise():
+    model = small_model("c2d_r18")
+    floor = rounding_sensitivity(model, FRAMES, SIZE, batch_sizes=(1,))
+    assert 0 < floor < 1e-4  # a smooth model moves by about the input change
+    assert rounding_sensitivity(model, FRAMES, SIZE, batch_sizes=(1,), relative=1e-3) > 100 * floor
+    assert model.training
+
+
 def test_export_refuses_a_clip_the_model_cannot_take(tmp_path):
     # 4 frames of 16²: cpnet_r18's last stage is 1×1, so only 3 points lie in other frames for k = 8.
     with pytest.raises(ValueError, match=r"cannot export at 4 frames of 16x16: .*k=8 cannot be satisfied"):
@@ -201,3 +210,18 @@ def test_cli_names_the_missing_onnx_package(installed, args, expected, tmp_path,
     assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx", *args]) == 2
     assert expected in capsys.readouterr().err
     assert not list(ckpt.parent.glob("*.onnx"))  # refused before exporting
+
+
+@pytest.mark.parametrize("floor, code", [(1e-3, 0), (1e-4, 1)])
+def test_cli_accepts_a_difference_above_tolerance_only_within_pytorchs_rounding_noise(floor, code, tmp_path, capsys,
+                                                                                    monkeypatch):
+    monkeypatch.setattr(export, "verify_torchscript", lambda *a, **k: 5e-4)  # e.g. a swapped near-tied neighbour
+    monkeypatch.setattr(export, "rounding_sensitivity", lambda *a, **k: floor)
+    ckpt, _ = write_checkpoint(tmp_path, "c2d_r18")
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript"]) == code
+    captured = capsys.readouterr()
+    assert "max abs difference 5.00e-04 (tolerance 0.0001)" in captured.out
+    assert ("accepted: the export is as close to PyTorch as float32 rounding allows" in captured.out) == (code == 0)
+    assert ("differs from PyTorch by 5.00e-04" in captured.err) == (code == 1)
+    sidecar = json.loads((ckpt.parent / f"checkpoint_best_{FRAMES}x{SIZE}.torchscript.pt.json").read_text())
+    assert sidecar["pytorch_rounding_sensitivity"] == floor

@@ -12,8 +12,11 @@ from pathlib import Path
 from cpnet.export import DEFAULT_OPSET, FORMATS
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-# An export that drifts further than this from eager PyTorch on random input is reported as a failure.
+# An export within this of eager PyTorch on random input passes outright.
 TOLERANCE = 1e-4
+# Above it, an export still passes when it is within SLACK times the eager model's own float32 rounding sensitivity
+# (a CP model's kNN swaps near-tied neighbours under rounding changes; see cpnet.export.rounding_sensitivity).
+SLACK = 2.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,17 +47,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cpnet import export
-    from cpnet.cli import UserError
-    from cpnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from cpnet.engine.runs import load_trained
 
     checkpoint = Path(args.checkpoint)
     if args.format == "onnx":  # fail before the (slow) export, naming what to install; TorchScript needs nothing
-        try:
-            export.require("onnx verification" if args.verify else "onnx export")
-        except ModuleNotFoundError as e:
-            hint = "; or pass --no-verify to export without checking" if e.name == "onnxruntime" else ""
-            raise UserError(f"{e}{hint}") from None
+        _require(args.verify)
     model, ckpt, cfg = load_trained(checkpoint, torch.device("cpu"))
     frames = args.frames if args.frames is not None else cfg.data.num_frames
     size = args.size if args.size is not None else cfg.data.size
@@ -66,23 +63,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         export.export_torchscript(model, out, frames, size)
     seconds = time.perf_counter() - start
-    diff = None
+    diff = sensitivity = None
     if args.verify:
         verify = export.verify_onnx if args.format == "onnx" else export.verify_torchscript
         diff = verify(model, out, frames, size, batch_sizes=(1, 2))
+        if diff > TOLERANCE:
+            sensitivity = export.rounding_sensitivity(model, frames, size, batch_sizes=(1, 2))
 
     names = ckpt["class_names"]
-    sidecar = {
-        "format": args.format, "opset": args.opset if args.format == "onnx" else None,
-        "model": cfg.model.name, "checkpoint": str(checkpoint), "epoch": ckpt["epoch"],
-        "input": {"name": export.INPUT_NAME, "shape": ["batch", model.in_channels, frames, size, size],
-                  "dtype": "float32", "layout": "N, C, T, H, W; RGB in [0, 1], then (x - mean) / std",
-                  "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        "output": {"name": export.OUTPUT_NAME, "shape": ["batch", len(names)], "meaning": "logits (pre-softmax)"},
-        "class_names": names,
-        "export_seconds": round(seconds, 3),
-        "max_abs_diff_vs_pytorch": diff,
-    }
+    sidecar = {"format": args.format, "opset": args.opset if args.format == "onnx" else None,
+               "model": cfg.model.name, "checkpoint": str(checkpoint), "epoch": ckpt["epoch"],
+               **_io_spec(model.in_channels, frames, size, len(names)), "class_names": names,
+               "export_seconds": round(seconds, 3), "max_abs_diff_vs_pytorch": diff,
+               "pytorch_rounding_sensitivity": sensitivity}
     sidecar_path = out.with_name(out.name + ".json")
     sidecar_path.write_text(json.dumps(sidecar, indent=1) + "\n")
     print(f"wrote {out} ({args.format}, clip (batch, {model.in_channels}, {frames}, {size}, {size}) -> logits "
@@ -90,9 +83,43 @@ def run(args: argparse.Namespace) -> int:
     if diff is None:
         print("not verified (--no-verify)")
         return 0
-    checker = "ONNX Runtime (CPU)" if args.format == "onnx" else "reloaded TorchScript"
+    return _judge("ONNX Runtime (CPU)" if args.format == "onnx" else "reloaded TorchScript", out, diff, sensitivity)
+
+
+def _require(verify: bool) -> None:
+    """The packages an ONNX export (and its check) needs, as a one-line user error naming what to install."""
+    from cpnet.cli import UserError
+    from cpnet.export import require
+
+    try:
+        require("onnx verification" if verify else "onnx export")
+    except ModuleNotFoundError as e:
+        hint = "; or pass --no-verify to export without checking" if e.name == "onnxruntime" else ""
+        raise UserError(f"{e}{hint}") from None
+
+
+def _io_spec(channels: int, frames: int, size: int, num_classes: int) -> dict:
+    """What a deployment must feed the exported model and what it returns (the sidecar's input/output entries)."""
+    from cpnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from cpnet.export import INPUT_NAME, OUTPUT_NAME
+
+    return {"input": {"name": INPUT_NAME, "shape": ["batch", channels, frames, size, size], "dtype": "float32",
+                      "layout": "N, C, T, H, W; RGB in [0, 1], then (x - mean) / std",
+                      "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            "output": {"name": OUTPUT_NAME, "shape": ["batch", num_classes], "meaning": "logits (pre-softmax)"}}
+
+
+def _judge(checker: str, out: Path, diff: float, sensitivity: float | None) -> int:
+    """Print the check and return the exit code: 0 within TOLERANCE, or within SLACK × PyTorch's own rounding
+    sensitivity (measured only above TOLERANCE); 1 otherwise."""
     print(f"{checker} vs PyTorch, batch 1 and 2: max abs difference {diff:.2e} (tolerance {TOLERANCE:g})")
-    if not diff <= TOLERANCE:
-        print(f"cpnet export: error: {out} differs from PyTorch by {diff:.2e} > {TOLERANCE:g}", file=sys.stderr)
-        return 1
-    return 0
+    if sensitivity is None:
+        return 0
+    print(f"PyTorch itself moves by up to {sensitivity:.2e} when the input changes at float32 rounding level "
+          f"(1e-6 relative): near-tied kNN neighbours swap")
+    if diff <= SLACK * sensitivity:
+        print("accepted: the export is as close to PyTorch as float32 rounding allows")
+        return 0
+    print(f"cpnet export: error: {out} differs from PyTorch by {diff:.2e}, more than {TOLERANCE:g} and more than "
+          f"{SLACK:g}x PyTorch's own rounding sensitivity", file=sys.stderr)
+    return 1
