@@ -12,6 +12,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from torch.utils.data import get_worker_info
 
 from cpnet.data import frames as _frames
 from cpnet.data.records import MediaError
@@ -63,7 +64,8 @@ def _decode_from(
 ) -> Iterator[tuple[int, av.VideoFrame]]:
     """Yield (position, frame) from about ``first`` on, seeking when that is far into the video."""
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    if get_worker_info() is None:  # in DataLoader workers the workers are the parallelism: no decoder threads
+        stream.thread_type = "AUTO"
     fps = float(stream.average_rate or stream.guessed_rate or 0)
     time_base = float(stream.time_base or 0)
     start_pts = stream.start_time or 0
