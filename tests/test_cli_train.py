@@ -13,17 +13,17 @@ from cpnet.data.synthetic import CLASS_NAMES, write_jester
 
 TINY = {
     "name": "tiny",
-    "model": {"name": "c2d_r18", "options": {"width": 4, "layers": [1, 1, 1, 1], "stem_stride": 1, "dropout": 0.0}},
+    "model": {"name": "c3d_r18", "options": {"width": 4, "layers": [1, 1, 1, 1], "stem_stride": 1, "dropout": 0.0}},
     "data": {"dataset": "jester", "num_frames": 4, "size": 16, "short_side": 16, "workers": 0},
-    "optim": {"lr": 0.01, "schedule": "constant"},
-    "train": {"epochs": 2, "batch_size": 6, "threads": 1},
+    "optim": {"lr": 0.05, "schedule": "constant"},
+    "train": {"epochs": 2, "batch_size": 9, "threads": 1},
     "eval": {"batch_size": 12},
 }
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return write_jester(tmp_path_factory.mktemp("jester"), num_train=90, num_val=18, num_frames=6, size=20, seed=1)
+    return write_jester(tmp_path_factory.mktemp("jester"), num_train=270, num_val=18, num_frames=6, size=20, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_train_writes_the_run_folder(run_dir, config_file):
     assert [r["epoch"] for r in records] == [1, 2] and all(r["skipped"] == 0 for r in records)
     assert records[1]["train_loss"] < records[0]["train_loss"]
     ckpt = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)
-    assert ckpt["model_name"] == "c2d_r18" and ckpt["class_names"] == CLASS_NAMES and ckpt["epoch"] == 2
+    assert ckpt["model_name"] == "c3d_r18" and ckpt["class_names"] == CLASS_NAMES and ckpt["epoch"] == 2
     assert ckpt["config"]["optim"]["nesterov"] is True
     assert (run_dir / "checkpoint_best.pt").is_file()
 
