@@ -113,6 +113,17 @@ def test_exported_knn_picks_the_same_neighbours(tmp_path):
         np.testing.assert_array_equal(got, expected.numpy())
 
 
+@needs_onnx
+def test_onnx_opset_is_the_one_asked_for(tmp_path):
+    import onnx
+
+    model = small_model("c2d_r18")
+    path = export_onnx(model, tmp_path / "m.onnx", FRAMES, SIZE, opset=13)
+    assert [o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")] == [13]
+    with pytest.raises(ValueError, match="opset must be an integer in 11..20"):
+        export_onnx(model, tmp_path / "m.onnx", FRAMES, SIZE, opset=21)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_torchscript_reloads_and_matches_pytorch(name, tmp_path):
     model = small_model(name)
