@@ -57,6 +57,10 @@ def example_input(model: nn.Module, frames: int, size: int, batch: int = 1, seed
     for name, value in (("frames", frames), ("size", size), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    devices = {t.device.type for t in (*model.parameters(), *model.buffers())}
+    if devices - {"cpu"}:
+        raise ValueError(f"export and its check run on the CPU; the model is on {', '.join(sorted(devices))}: "
+                         "move it with model.cpu() first")
     channels = getattr(model, "in_channels", 3)
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, channels, frames, size, size, generator=generator)

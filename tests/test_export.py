@@ -145,6 +145,8 @@ def test_export_refuses_a_clip_the_model_cannot_take(tmp_path):
         export_torchscript(small_model("cpnet_r18"), tmp_path / "m.pt", 4, 16)
     with pytest.raises(ValueError, match="frames must be a positive integer"):
         export_torchscript(small_model("c2d_r18"), tmp_path / "m.pt", 0, 64)
+    with pytest.raises(ValueError, match=r"the model is on meta: move it with model.cpu\(\) first"):
+        export_torchscript(small_model("c2d_r18").to("meta"), tmp_path / "m.pt", 4, 64)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         verify_torchscript(small_model("c2d_r18"), tmp_path / "missing.pt", 4, 64)
 
