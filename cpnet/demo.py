@@ -51,8 +51,8 @@ class DemoSize:
     # with the worker, or with anything else on the machine, made steps up to 10x slower here)
 
 
-FULL = DemoSize(num_train=7200, num_val=1800, num_frames=8, size=32, epochs=3, batch_size=16, lr=0.05, width=16,
-                layers=(2, 2, 2, 2), workers=1, threads=1)
+FULL = DemoSize(num_train=7200, num_val=900, num_frames=8, size=32, epochs=3, batch_size=16, lr=0.05, width=8,
+                layers=(1, 1, 1, 1), workers=1, threads=1)
 QUICK = DemoSize(num_train=54, num_val=27, num_frames=4, size=16, epochs=1, batch_size=9, lr=0.05, width=4,
                  layers=(1, 1, 1, 1), workers=0, threads=1)
 
@@ -153,8 +153,9 @@ def write_report(out: Path, summary: dict) -> None:
         "",
         f"Synthetic motion clips ({s['num_train']} training, {s['num_val']} validation; {s['num_frames']} frames of "
         f"{s['size']}x{s['size']}), read through the Jester reader from `{summary['data']}`. Every model: the same "
-        f"ResNet-18-like backbone (width {s['width']}, blocks {s['layers']}), {s['epochs']} epochs, batch "
-        f"{s['batch_size']}, SGD lr {s['lr']} cosine. Top-1 on the validation split, one centre view.",
+        f"ResNet-like backbone (width {s['width']}, blocks {s['layers']}), {s['epochs']} epochs, batch "
+        f"{s['batch_size']}, SGD lr {s['lr']} cosine, on {s['threads']} torch thread(s) beside {s['workers']} "
+        "JPEG-decoding worker(s). Top-1 on the validation split, one centre view.",
         "",
         format_table(results),
         "",
