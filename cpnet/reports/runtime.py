@@ -1,19 +1,22 @@
 """Inference run time against batch size, one curve per clip length (supp. §G, Figure 4).
 
-For every (frames, batch) of the grid the model runs ``warmup`` untimed forwards and ``repeats`` timed ones under
-``torch.inference_mode`` on random clips (N, 3, T, size, size); the device is synchronised before each clock read
-and the median is kept. Rows carry the seconds per batch and the videos per second (batch / seconds).
+For every (frames, batch) of the grid each model runs ``warmup`` untimed forwards and ``repeats`` timed ones under
+``torch.inference_mode`` on the same random clip (N, 3, T, size, size); with a baseline the timed forwards of the
+two models alternate, so a load change on a shared machine hits both alike. The device is synchronised before
+each clock read and the median is kept. Rows carry the seconds per batch and videos per second (batch / seconds).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from statistics import median
 
 import torch
 
 from cpnet.models.registry import create_model
-from cpnet.reports.tables import median_seconds, pyplot
+from cpnet.reports.tables import pyplot
 
 
 def check_grid(size: int, frames: Sequence[int], batches: Sequence[int], repeats: int, warmup: int) -> None:
@@ -29,25 +32,45 @@ def check_grid(size: int, frames: Sequence[int], batches: Sequence[int], repeats
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
 
 
-def time_model(model: torch.nn.Module, size: int, frames: Sequence[int], batches: Sequence[int], *,
-               device: torch.device, repeats: int = 5, warmup: int = 1, name: str = "",
-               log: Callable[[str], None] | None = None) -> list[dict]:
-    """One row per (frames, batch): median seconds per batch and videos per second of ``model`` in eval mode."""
-    model = model.to(device).eval()
-    sync = torch.cuda.synchronize if device.type == "cuda" else None
+def _interleaved_medians(fns: list[Callable[[], object]], repeats: int, warmup: int,
+                         sync: Callable[[], None]) -> list[float]:
+    """Median seconds of each of ``fns``, timed in turns (A B A B …) so that a change in machine load during the
+    measurement affects every function alike and their ratio stays fair."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, store in zip(fns, times):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            store.append(time.perf_counter() - t0)
+    return [median(store) for store in times]
+
+
+def time_models(models: dict[str, torch.nn.Module], size: int, frames: Sequence[int], batches: Sequence[int], *,
+                device: torch.device, repeats: int = 5, warmup: int = 1,
+                log: Callable[[str], None] | None = None) -> list[dict]:
+    """One row per (model, frames, batch): median seconds per batch and videos per second in eval mode; at each
+    grid point the models run on the same clip, their repeats interleaved. Rows are grouped by model."""
+    models = {name: m.to(device).eval() for name, m in models.items()}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     gen = torch.Generator().manual_seed(0)
-    rows = []
+    rows: dict[str, list[dict]] = {name: [] for name in models}
     for t in frames:
         for n in batches:
             clip = torch.randn(n, 3, t, size, size, generator=gen).to(device)  # (N, 3, T, H, W)
             with torch.inference_mode():
-                seconds = median_seconds(lambda clip=clip: model(clip), repeats, warmup, sync)
-            row = {"model": name, "device": device.type, "threads": torch.get_num_threads(), "size": size,
-                   "frames": t, "batch": n, "seconds": seconds, "videos_per_s": n / seconds}
-            if log:
-                log(f"{name} T={t} N={n}: {seconds * 1000:.1f} ms/batch, {n / seconds:.2f} videos/s")
-            rows.append(row)
-    return rows
+                fns = [lambda m=m, clip=clip: m(clip) for m in models.values()]
+                seconds = _interleaved_medians(fns, repeats, warmup, sync)
+            for name, sec in zip(models, seconds):
+                rows[name].append({"model": name, "device": device.type, "threads": torch.get_num_threads(),
+                                   "size": size, "frames": t, "batch": n, "seconds": sec, "videos_per_s": n / sec})
+                if log:
+                    log(f"{name} T={t} N={n}: {sec * 1000:.1f} ms/batch, {n / sec:.2f} videos/s")
+    return [row for name in models for row in rows[name]]
 
 
 def runtime_rows(model_name: str, size: int, frames: Sequence[int], batches: Sequence[int], *,
@@ -58,13 +81,11 @@ def runtime_rows(model_name: str, size: int, frames: Sequence[int], batches: Seq
     model's rows then gain ``vs_baseline`` (its seconds over the baseline's at the same frames and batch)."""
     check_grid(size, frames, batches, repeats, warmup)
     device = device or torch.device("cpu")
-    rows = []
-    for name in [model_name] + ([baseline] if baseline else []):
+    models = {}
+    for name in dict.fromkeys([model_name] + ([baseline] if baseline else [])):
         torch.manual_seed(0)
-        model = create_model(name, num_classes=num_classes, **(overrides or {}))
-        rows += time_model(model, size, frames, batches, device=device, repeats=repeats, warmup=warmup, name=name,
-                           log=log)
-        del model
+        models[name] = create_model(name, num_classes=num_classes, **(overrides or {}))
+    rows = time_models(models, size, frames, batches, device=device, repeats=repeats, warmup=warmup, log=log)
     if baseline:
         base = {(r["frames"], r["batch"]): r["seconds"] for r in rows if r["model"] == baseline}
         for r in rows:
