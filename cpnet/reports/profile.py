@@ -117,7 +117,7 @@ def plot_profile(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """One horizontal stacked bar of the components' shares, labelled with percent and milliseconds."""
     plt = pyplot()
     parts = [r for r in rows if r["component"] in COMPONENTS]
-    fig, ax = plt.subplots(figsize=(9, 2.4))
+    fig, ax = plt.subplots(figsize=(9, 1.6))
     left = 0.0
     for i, r in enumerate(parts):
         ax.barh(0, r["share"], left=left, color=f"C{i}", label=f"{r['component']}: {100 * r['share']:.1f} % "
@@ -128,7 +128,6 @@ def plot_profile(rows: list[dict], path: str | Path, title: str = "") -> Path:
     ax.set_xlabel("share of inference time")
     ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
