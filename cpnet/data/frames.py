@@ -83,6 +83,8 @@ def read_frames(folder: Path, frame_indices: Sequence[int]) -> np.ndarray:
     """Read the frames at 0-based positions ``frame_indices`` of a frame folder: uint8 (T, H, W, 3)."""
     folder = Path(folder)
     pattern = detect_pattern(folder)
+    if not pattern.contiguous:  # positions past a hole would read the wrong frames: the folder is damaged
+        raise _gap_error(folder, pattern)
     out: list[np.ndarray] = []
     cache: dict[int, np.ndarray] = {}
     for i in frame_indices:
@@ -97,6 +99,13 @@ def read_frames(folder: Path, frame_indices: Sequence[int]) -> np.ndarray:
     return np.stack(out)  # (T, H, W, 3)
 
 
+def _gap_error(folder: Path, pattern: FramePattern) -> MediaError:
+    """The error for a folder whose frame numbering has a hole, naming the first missing frame file."""
+    present = {pattern.name(i) for i in range(pattern.count)} & set(os.listdir(folder))
+    gap = next(i for i in range(pattern.count + 1) if pattern.name(i) not in present)
+    return MediaError(f"{folder / pattern.name(gap)}: frame file missing (numbering has gaps)")
+
+
 def count_frames(folder: Path) -> int:
     """Number of frames in a folder (files matching the detected pattern)."""
     return detect_pattern(folder).count
@@ -106,10 +115,7 @@ def probe_frames(folder: Path) -> int:
     """Decode every frame of a folder and return the count; gaps in the numbering raise MediaError."""
     pattern = detect_pattern(folder)
     if not pattern.contiguous:
-        present = {int(_NAME.match(n)["num"]) for n in os.listdir(folder) if _NAME.match(n)}
-        gap = next(n for n in range(pattern.start, pattern.start + pattern.count + 1) if n not in present)
-        missing = f"{pattern.prefix}{gap:0{pattern.width}d}{pattern.ext}"
-        raise MediaError(f"{folder / missing}: frame file missing (numbering has gaps)")
+        raise _gap_error(folder, pattern)
     shape = None
     for i in range(pattern.count):
         a = load_image(folder / pattern.name(i))

@@ -88,7 +88,8 @@ def _decode_from(
                 pos += 1
             yield pos, frame
     except av.FFmpegError as e:
-        raise MediaError(f"{path}: decoding failed after frame {pos} ({getattr(e, 'strerror', None) or e})") from None
+        where = "no frame decodes" if pos < 0 else f"decoding failed after frame {pos}"
+        raise MediaError(f"{path}: {where} ({getattr(e, 'strerror', None) or e})") from None
 
 
 class _Overshoot(Exception):
