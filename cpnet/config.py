@@ -82,14 +82,18 @@ class OptimConfig:
     min_lr: float = 0.0  # final learning rate (schedule=cosine)
     warmup_epochs: float = 0.0
     warmup_start_factor: float = 0.1
+    # Linear scaling rule: lr (and min_lr) x global batch / reference_batch, where the global batch is
+    # train.batch_size x processes x train.accumulate; reference_batch None: the batch of one process.
+    scale_lr: bool = False
+    reference_batch: int | None = None
 
 
 @dataclass
 class TrainConfig:
-    """The training loop: budget, batch, precision, reproducibility."""
+    """The training loop: budget, batch, precision, reproducibility, and the DDP options under torchrun."""
 
     epochs: int = 40
-    batch_size: int = 8
+    batch_size: int = 8  # per process: the global batch is batch_size x processes x accumulate
     accumulate: int = 1  # gradient accumulation steps per optimiser step
     label_smoothing: float = 0.0
     amp: bool = True  # mixed precision; used on CUDA only
@@ -97,6 +101,7 @@ class TrainConfig:
     deterministic: bool = True
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
 
 
 @dataclass
@@ -218,7 +223,8 @@ def validate(cfg: Config) -> Config:
     _check_choice("train.device", cfg.train.device, DEVICES)
     _check_positive(cfg, ["data.num_frames", "data.stride", "data.size", "data.short_side", "optim.step_size",
                           "train.epochs", "train.batch_size", "train.accumulate", "train.threads",
-                          "eval.clips", "eval.crops", "eval.batch_size", "data.synthetic.num_train",
+                          "optim.reference_batch", "eval.clips", "eval.crops", "eval.batch_size",
+                          "data.synthetic.num_train",
                           "data.synthetic.num_val", "data.synthetic.num_frames", "data.synthetic.size"])
     _check_positive(cfg, ["optim.lr", "optim.momentum", "optim.weight_decay", "optim.min_lr", "optim.warmup_epochs",
                           "data.workers", "data.max_bad_fraction", "train.label_smoothing"], allow_zero=True)

@@ -1,4 +1,8 @@
-"""`cpnet eval`: multi-view evaluation of a run folder or a checkpoint, with a report folder."""
+"""`cpnet eval`: multi-view evaluation of a run folder or a checkpoint, with a report folder.
+
+Launched by torchrun it shares the views among the processes and gathers them (the same metrics as one process);
+only rank 0 prints and writes the report.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Evaluate a run folder (or a checkpoint) with clips x crops views per "
                                           "video, softmax averaged per video.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", help="run folder written by `cpnet train` (uses its config and best checkpoint)")
+    # --run-dir: torchrun's own parser refuses `--run` as an ambiguous abbreviation of its --run-path.
+    src.add_argument("--run", "--run-dir", dest="run",
+                     help="run folder written by `cpnet train` (uses its config and best checkpoint); "
+                          "spell it --run-dir after torchrun")
     src.add_argument("--checkpoint", help="checkpoint file (uses its stored config unless --config is given)")
     p.add_argument("--config", help="experiment YAML (with --checkpoint): dataset and clip settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -27,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cpnet.engine.distributed import is_main, session
     from cpnet.engine.runs import checkpoint_config, eval_run, find_checkpoint
 
     if args.run:
@@ -38,8 +46,14 @@ def run(args: argparse.Namespace) -> int:
     split = args.split or cfg.data.val_split
     protocol = args.protocol or cfg.eval.protocol
     out = Path(args.out) if args.out else checkpoint.parent / f"eval_{split}_{protocol}"
-    result = eval_run(cfg, checkpoint, out, split=split, protocol=protocol, clips=args.clips, crops=args.crops)
-    s = result.summary
+    with session(cfg.train.device):
+        result = eval_run(cfg, checkpoint, out, split=split, protocol=protocol, clips=args.clips, crops=args.crops)
+        if is_main():
+            _print_summary(result.summary, out)
+    return 0
+
+
+def _print_summary(s: dict, out: Path) -> None:
     if s["labelled"]:
         print(f"videos {s['num_videos']}  views {s['num_views']}  "
               f"clip top1 {100 * s['clip_top1']:.2f}%  clip top5 {100 * s['clip_top5']:.2f}%  "
@@ -48,4 +62,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"videos {s['num_videos']}  views {s['num_views']}  (unlabelled split: predictions only)")
     print(f"report: {out}")
-    return 0

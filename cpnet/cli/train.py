@@ -1,4 +1,8 @@
-"""`cpnet train`: train one configured experiment into a run folder (or resume it)."""
+"""`cpnet train`: train one configured experiment into a run folder (or resume it).
+
+Launched by torchrun (``torchrun --nproc_per_node N -m cpnet train …``) it trains with DistributedDataParallel over
+all the launched processes; only rank 0 prints and writes the run folder.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cpnet.engine.distributed import is_main, session
     from cpnet.engine.runs import train_run
 
     if args.config is None and not (args.resume and args.out):
@@ -29,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     config_path = args.config or Path(args.out) / "config.yaml"
     cfg = load_config(config_path, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    summary = train_run(cfg, out, resume=args.resume, init=args.init, progress=False if args.no_progress else None)
-    print(f"done: {summary['epochs']} epochs, best val top1 {100 * summary['best_top1']:.2f}%, "
-          f"{summary['train_seconds']:.1f}s training; run folder {out}")
+    with session(cfg.train.device):
+        summary = train_run(cfg, out, resume=args.resume, init=args.init,
+                            progress=False if args.no_progress else None)
+        if is_main():
+            print(f"done: {summary['epochs']} epochs, best val top1 {100 * summary['best_top1']:.2f}%, "
+                  f"{summary['train_seconds']:.1f}s training; run folder {out}")
     return 0

@@ -1,14 +1,17 @@
 """Checkpoints: plain data only, written atomically, loaded with ``weights_only=True``.
 
-A checkpoint is a dict of tensors, numbers, strings, lists and dicts (no pickled objects), so loading it never
-executes code. It is written to a temporary file in the same folder and renamed over the target, so a crash or a
-full disk mid-write leaves the previous checkpoint intact.
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts (no pickled objects; :func:`make_checkpoint`
+refuses anything else), so loading it never executes code. It is written to a temporary file in the same folder,
+flushed to disk and renamed over the target, so a crash or a full disk mid-write leaves the previous checkpoint
+intact. The model's weights are those of the bare model, never of a DDP wrapper (no ``module.`` prefixes), so a
+checkpoint written by any number of processes loads into one, and the other way round.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,24 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def rng_state() -> dict:
@@ -61,7 +79,8 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):  # the GPUs both machines have
+            torch.cuda.set_rng_state(cuda_state, device)
 
 
 def make_checkpoint(model: torch.nn.Module, *, epoch: int, meta: dict, **states: Any) -> dict:
@@ -71,7 +90,27 @@ def make_checkpoint(model: torch.nn.Module, *, epoch: int, meta: dict, **states:
     ckpt = {"format": FORMAT, "version": VERSION, "epoch": epoch, "model": model.state_dict()}
     ckpt.update(meta)
     ckpt.update(states)
+    check_plain(ckpt)
     return ckpt
+
+
+# Exact types: a numpy float is a float subclass that weights_only refuses to load.
+SCALARS = (int, float, bool, str, type(None))
+
+
+def check_plain(obj: Any, where: str = "checkpoint") -> None:
+    """Refuse anything but tensors, numbers, strings, None, lists, tuples and dicts (what ``weights_only`` loads)."""
+    if type(obj) in (dict, OrderedDict):
+        for key, value in obj.items():
+            if type(key) not in (str, int):
+                raise ValueError(f"{where}: key {key!r} is a {type(key).__name__}; str and int keys only")
+            check_plain(value, f"{where}[{key!r}]")
+    elif type(obj) in (list, tuple):
+        for i, value in enumerate(obj):
+            check_plain(value, f"{where}[{i}]")
+    elif type(obj) not in SCALARS and not isinstance(obj, torch.Tensor):
+        raise ValueError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}; a checkpoint holds only "
+                         "tensors, numbers, strings, lists and dicts (so it loads with weights_only=True)")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -88,6 +127,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if ckpt.get("version") != VERSION:
         raise ValueError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (expected {VERSION})")
     return ckpt
+
+
+def load_model_state(model: torch.nn.Module, state: dict, path: str | Path = "checkpoint") -> None:
+    """``model.load_state_dict(state)``, refusing weights of another shape or layout with the keys that differ
+    (a checkpoint of the same preset built with other ``model.options``, or a foreign state dict)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} (model {tuple(v.shape)})" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = [f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''} ({len(items)} in all)"
+                for label, items in (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes))
+                if items]
+    if problems:
+        prefixed = " (keys start with 'module.': a DDP wrapper's state dict)" if any(
+            k.startswith("module.") for k in unexpected) else ""
+        raise ValueError(f"{path}: the weights do not fit the model{prefixed}; {'; '.join(problems)}")
+    model.load_state_dict(state)
 
 
 def check_compatible(ckpt: dict, model_name: str, num_classes: int, path: str | Path = "checkpoint") -> None:

@@ -2,7 +2,8 @@
 
 Batches are ``(clips, labels, video_index, view_index)`` as made by ``cpnet.data.dataset.ViewDataset``. Clip-level
 metrics score every view on its own; video-level metrics score the mean softmax of a video's views, each video
-counted once.
+counted once. In a process group each rank runs its share of the views and the rows are gathered, so the metrics are
+those of a single process.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from cpnet.engine.distributed import all_gather_rows, get_world_size
 from cpnet.engine.loop import autocast
 from cpnet.metrics import aggregate_views, classification_report, topk_accuracy
 
@@ -45,7 +47,12 @@ class EvalResult:
 
 @torch.inference_mode()
 def collect_view_logits(model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False) -> ViewLogits:
-    """Run ``model`` over every view of ``loader``."""
+    """Run ``model`` over every view of ``loader``.
+
+    In a process group each rank's loader holds a share of the views (``ShardBatchSampler``); every rank returns all
+    of them, ordered by (video, view) like a single-process run. A (video, view) met twice, as a padding sampler
+    such as ``DistributedSampler`` repeats some, is kept once.
+    """
     model.eval()
     parts: list[list[np.ndarray]] = [[], [], [], []]
     for batch in loader:
@@ -56,11 +63,29 @@ def collect_view_logits(model: nn.Module, loader: DataLoader, *, device: torch.d
             logits = model(clips.to(device)).float()
         for store, value in zip(parts, (logits, labels, video_index, view_index)):
             store.append(torch.as_tensor(value).cpu().numpy())
-    if not parts[0]:
+    if parts[0]:
+        logits, labels, video_index, view_index = (np.concatenate(p) for p in parts)
+    else:  # nothing readable here; another rank may have views
+        logits, labels, video_index, view_index = np.zeros((0, 0)), *(np.zeros(0) for _ in range(3))
+    views = ViewLogits(logits.astype(np.float32), labels.astype(np.int64), video_index.astype(np.int64),
+                       view_index.astype(np.int64))
+    if get_world_size() > 1:
+        views = _gathered(views)
+    if len(views.labels) == 0:
         raise ValueError("evaluation got no readable view: the split is empty or all its media are bad")
-    logits, labels, video_index, view_index = (np.concatenate(p) for p in parts)
-    return ViewLogits(logits.astype(np.float32), labels.astype(np.int64), video_index.astype(np.int64),
-                      view_index.astype(np.int64))
+    return views
+
+
+def _gathered(views: ViewLogits) -> ViewLogits:
+    """Every rank's rows, each (video, view) once, in (video, view) order."""
+    logits, labels, video_index, view_index = all_gather_rows(
+        [views.logits, views.labels, views.video_index, views.view_index])
+    order = np.lexsort((view_index, video_index))  # (rows,) sorted by video, then view
+    key = np.stack([video_index[order], view_index[order]], axis=1)  # (rows, 2)
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (key[1:] != key[:-1]).any(axis=1)  # drop repeats of the previous (video, view)
+    keep = order[first]
+    return ViewLogits(logits[keep], labels[keep], video_index[keep], view_index[keep])
 
 
 def summarize(views: ViewLogits, num_videos: int, class_names: list[str]) -> EvalResult:

@@ -3,6 +3,11 @@
 Batches are ``(clips, labels, indices, num_skipped)`` as made by ``cpnet.data.dataset.collate_skip`` (a
 3-tuple without the skip count is accepted too). The loop holds no model math and no config: everything it needs
 comes in as arguments, so it runs the same for any model and dataset.
+
+In a process group (torchrun, see ``cpnet.engine.distributed``) the model is DDP-wrapped and each rank reads its own
+share of the data; counts and sums are added over ranks, every rank takes the same skip/stop decisions (a rank that
+stopped alone would leave the others waiting in the gradient all-reduce), and only rank 0 logs, shows progress and
+writes ``metrics.jsonl`` and checkpoints. In a single process all of this reduces to the plain loop.
 """
 
 from __future__ import annotations
@@ -21,9 +26,20 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cpnet.engine.checkpoint import BEST, LAST, atomic_save, load_checkpoint, make_checkpoint, rng_state, set_rng_state
+from cpnet.engine.checkpoint import (
+    BEST,
+    LAST,
+    atomic_save,
+    check_compatible,
+    load_checkpoint,
+    load_model_state,
+    make_checkpoint,
+    rng_state,
+    set_rng_state,
+)
+from cpnet.engine.distributed import barrier, get_rank, is_main, sum_over_ranks, unwrap
 from cpnet.engine.optim import LRSchedule
-from cpnet.engine.runlog import RunLog
+from cpnet.engine.runlog import RunLog, read_records
 from cpnet.metrics import topk_correct
 
 
@@ -81,10 +97,13 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler,
     epoch: int,
 ) -> dict:
-    """Train for one pass over ``loader``; returns mean loss, running top-1, counts and timings."""
+    """Train for one pass over ``loader``; returns mean loss, running top-1, counts and timings (over all ranks).
+
+    With several ranks, a step where some rank has no readable clip is skipped by all of them.
+    """
     model.train()
     max_bad = math.floor(options.max_bad_fraction * len(loader.dataset))
-    show = sys.stderr.isatty() if options.progress is None else options.progress
+    show = is_main() and (sys.stderr.isatty() if options.progress is None else options.progress)
     bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not show, leave=False)
     loss_sum, correct, seen, skipped, data_time, step_time = 0.0, 0, 0, 0, 0.0, 0.0
     start = time.perf_counter()
@@ -92,27 +111,32 @@ def train_one_epoch(
     for i, batch, waited in _timed(loader):
         t0 = time.perf_counter()
         clips, labels, n_bad = _unpack(batch)
-        skipped += n_bad
+        bad_now, empty_ranks = sum_over_ranks([n_bad, len(labels) == 0])
+        skipped += int(bad_now)
         if skipped > max_bad:
             bar.close()
             raise ValueError(f"epoch {epoch + 1}: {skipped} clips could not be read, more than max_bad_fraction="
                              f"{options.max_bad_fraction} of {len(loader.dataset)} (see the warnings above)")
-        if len(labels) > 0:
+        stepping = (i + 1) % options.accumulate == 0 or i + 1 == len(loader)
+        if empty_ranks == 0:
             clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with autocast(device, options.amp):
                 logits = model(clips)
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=options.label_smoothing)
             value = float(loss.detach())
-            if not math.isfinite(value):
+            # DDP all-reduces gradients only on the step's last micro-batch; the others accumulate locally.
+            with model.no_sync() if not stepping and hasattr(model, "no_sync") else contextlib.nullcontext():
+                scaler.scale(loss / options.accumulate).backward()
+            if sum_over_ranks([not math.isfinite(value)])[0]:  # before the optimiser step: weights stay good
                 bar.close()
+                what = f"loss is {value}" if not math.isfinite(value) else "the loss is not finite on another rank"
                 raise NonFiniteLossError(
-                    f"loss is {value} at epoch {epoch + 1}, batch {i + 1} (lr {schedule.lr:.3g}); the run stopped "
+                    f"{what} at epoch {epoch + 1}, batch {i + 1} (lr {schedule.lr:.3g}); the run stopped "
                     "before this step and the last good checkpoint is kept: lower optim.lr or check the data")
-            scaler.scale(loss / options.accumulate).backward()
             loss_sum += value * len(labels)
             correct += topk_correct(logits.detach(), labels, (1,))[0]
             seen += len(labels)
-        if (i + 1) % options.accumulate == 0 or i + 1 == len(loader):
+        if stepping:
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -123,6 +147,8 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", lr=f"{schedule.lr:.3g}",
                         data=f"{1e3 * waited:.0f}ms", step=f"{1e3 * (time.perf_counter() - t0):.0f}ms")
     bar.close()
+    loss_sum, correct, seen = sum_over_ranks([loss_sum, correct, seen])
+    correct, seen = int(correct), int(seen)
     return {"train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1), "train_samples": seen,
             "skipped": skipped, "data_seconds": data_time, "step_seconds": step_time,
             "train_seconds": time.perf_counter() - start}
@@ -130,7 +156,12 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False) -> dict:
-    """Loss, top-1 and top-5 over ``loader`` (one view per video during training)."""
+    """Loss, top-1 and top-5 over ``loader`` (one view per video during training).
+
+    In a process group each rank passes its own disjoint share (``ShardBatchSampler``) and the unwrapped model
+    (DDP's forward would broadcast buffers, a collective that ranks with fewer batches would never join); the sums
+    are added over ranks, so every rank returns the metrics of the whole set.
+    """
     model.eval()
     loss_sum, hits, seen, skipped = 0.0, [0, 0], 0, 0
     start = time.perf_counter()
@@ -145,6 +176,8 @@ def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device, amp:
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         hits = [a + b for a, b in zip(hits, topk_correct(logits, labels, (1, 5)))]
         seen += len(labels)
+    loss_sum, *counts = sum_over_ranks([loss_sum, *hits, seen, skipped])
+    hits, seen, skipped = [int(counts[0]), int(counts[1])], int(counts[2]), int(counts[3])
     if seen == 0:
         raise ValueError("validation saw no readable clip")
     return {"val_loss": loss_sum / seen, "val_top1": hits[0] / seen, "val_top5": hits[1] / seen,
@@ -158,14 +191,23 @@ def _set_epoch(loader: DataLoader, epoch: int) -> None:
             obj.set_epoch(epoch)
 
 
-def _resume(path: Path, model, optimizer, schedule, scaler, device) -> tuple[int, float]:
-    ckpt = load_checkpoint(path, map_location=device)
-    model.load_state_dict(ckpt["model"])
+def _resume(path: Path, model, optimizer, schedule, scaler, meta: dict) -> tuple[int, float]:
+    """Restore the end of the checkpoint's epoch, whatever world size wrote it; returns (epoch, best score)."""
+    ckpt = load_checkpoint(path)  # on the CPU: RNG states must be CPU tensors; the loads below move the rest
+    if "model_name" in meta:
+        check_compatible(ckpt, meta["model_name"], meta.get("num_classes"), path)
+    load_model_state(unwrap(model), ckpt["model"], path)
     optimizer.load_state_dict(ckpt["optimizer"])
+    epoch = int(ckpt["epoch"])
     schedule.load_state_dict(ckpt["schedule"])
+    # Another world size, batch or accumulation gives another number of steps per epoch: the schedule continues
+    # from the same epoch (checkpoints are written at epoch ends).
+    schedule.load_state_dict({"last_step": epoch * schedule.steps_per_epoch})
     scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
-    return int(ckpt["epoch"]), float(ckpt["best_top1"])
+    if get_rank() > 0:  # the checkpoint holds rank 0's generators: the other ranks branch off to their own streams
+        torch.manual_seed(int(torch.randint(2**62, ())) + get_rank())
+    return epoch, float(ckpt["best_top1"])
 
 
 def fit(
@@ -187,16 +229,21 @@ def fit(
 
     ``meta`` (model name, class count, class names, resolved config; plain data) is stored in every checkpoint.
     ``resume=True`` continues from ``out_dir/checkpoint_last.pt`` with the model, optimiser, schedule, scaler and
-    RNG states of the end of that epoch, so the run ends exactly as an uninterrupted one. Returns a summary.
+    RNG states of the end of that epoch, so the run ends exactly as an uninterrupted one (with the same world
+    size; any other world size resumes at the same epoch). Returns a summary. ``model`` may be DDP-wrapped:
+    checkpoints always hold the inner model's state dict, and only rank 0 logs and writes files.
     """
     out_dir = Path(out_dir)
+    main = is_main()
+    log = log if main else _quiet
     scaler = torch.amp.GradScaler("cuda", enabled=options.amp and device.type == "cuda")
     start_epoch, best = 0, -1.0
     if resume:
-        start_epoch, best = _resume(out_dir / LAST, model, optimizer, schedule, scaler, device)
+        start_epoch, best = _resume(out_dir / LAST, model, optimizer, schedule, scaler, meta)
         log(f"resumed {out_dir / LAST} after epoch {start_epoch}")
-    run_log = RunLog(out_dir, keep_epochs=start_epoch)
-    history, record = run_log.records(), {}
+    history, record = [r for r in read_records(out_dir) if r.get("epoch", 0) <= start_epoch], {}
+    barrier()  # every rank has read metrics.jsonl before rank 0 rewrites it
+    run_log = RunLog(out_dir, keep_epochs=start_epoch) if main else None
     try:
         for epoch in range(start_epoch, options.epochs):
             _set_epoch(train_loader, epoch)
@@ -204,28 +251,42 @@ def fit(
             record |= train_one_epoch(model, train_loader, optimizer, schedule, device=device, options=options,
                                       scaler=scaler, epoch=epoch)
             if val_loader is not None:
-                record |= evaluate(model, val_loader, device=device, amp=options.amp)
+                record |= evaluate(unwrap(model), val_loader, device=device, amp=options.amp)
             score = record.get("val_top1", record["train_top1"])
             is_best = score > best
             best = max(best, score)
             record["best_top1"] = best
-            run_log.write(record)
             history.append(record)
-            states = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                      "scaler": scaler.state_dict(), "rng": rng_state(), "best_top1": best, "metrics": record}
-            atomic_save(make_checkpoint(model, epoch=epoch + 1, meta=meta, **states), out_dir / LAST)
-            if is_best:
-                atomic_save(make_checkpoint(model, epoch=epoch + 1, meta=meta, metrics=record), out_dir / BEST)
+            if main:
+                run_log.write(record)
+                _save(model, optimizer, schedule, scaler, epoch=epoch + 1, meta=meta, record=record, best=best,
+                      is_best=is_best, out_dir=out_dir)
             log(_epoch_line(record, options.epochs))
             if on_epoch_end is not None:
                 on_epoch_end(record)
     finally:
-        run_log.close()
+        if run_log is not None:
+            run_log.close()
+    barrier()  # the last checkpoint exists when any rank returns
     skipped = sum(r.get("skipped", 0) for r in history)
     if skipped:
         log(f"{skipped} unreadable training clips were skipped in total (per epoch in metrics.jsonl)")
     return {"epochs": len(history), "best_top1": best, "last": record, "skipped": skipped,
             "train_seconds": sum(r["train_seconds"] for r in history)}
+
+
+def _save(model, optimizer, schedule, scaler, *, epoch: int, meta: dict, record: dict, best: float, is_best: bool,
+          out_dir: Path) -> None:
+    """The last checkpoint (everything ``resume`` needs) and, after a new best score, the best one (weights only)."""
+    states = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+              "rng": rng_state(), "best_top1": best, "metrics": record}
+    atomic_save(make_checkpoint(model, epoch=epoch, meta=meta, **states), out_dir / LAST)
+    if is_best:
+        atomic_save(make_checkpoint(model, epoch=epoch, meta=meta, metrics=record), out_dir / BEST)
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0."""
 
 
 def _epoch_line(r: dict, epochs: int) -> str:

@@ -44,6 +44,15 @@ def build_optimizer(
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
+def linear_scaled_lr(lr: float, global_batch: int, reference_batch: int) -> float:
+    """The linear scaling rule (Goyal et al., 2017): ``lr`` was tuned for ``reference_batch`` clips per optimiser
+    step; a step over ``global_batch`` clips averages over proportionally more samples and takes a proportionally
+    larger step, ``lr * global_batch / reference_batch``."""
+    if global_batch < 1 or reference_batch < 1:
+        raise ValueError(f"batch sizes must be >= 1, got global {global_batch} and reference {reference_batch}")
+    return lr * global_batch / reference_batch
+
+
 class LRSchedule:
     """Learning rate per optimiser step: linear warmup, then ``step`` (x gamma every step_size epochs), ``cosine``
     (down to min_lr at the last step) or ``constant``. Call :meth:`step` after every optimiser step."""

@@ -23,9 +23,7 @@ class RunLog:
 
     def records(self) -> list[dict]:
         """The records written so far."""
-        if not self.path.is_file():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_records(self.path.parent)
 
     def write(self, record: dict) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
@@ -40,6 +38,14 @@ class RunLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def read_records(out_dir: str | Path) -> list[dict]:
+    """The records of ``out_dir/metrics.jsonl`` (none when it does not exist)."""
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _tensorboard(log_dir: Path):

@@ -3,6 +3,10 @@ calls. The CLI subcommands and the demo call these; everything below them takes 
 
 A run folder holds ``config.yaml`` (resolved), ``labels.json`` (the label map), ``metrics.jsonl``,
 ``checkpoint_last.pt``, ``checkpoint_best.pt`` and, after ``cpnet eval``, ``eval_<split>_<protocol>/``.
+
+Launched by torchrun, every process calls the same function: :func:`train_run` and :func:`eval_run` open the process
+group from the environment (``cpnet.engine.distributed.session``), each rank works on its share of the data, and
+rank 0 alone logs and writes the run folder. A plain process runs exactly as before.
 """
 
 from __future__ import annotations
@@ -18,17 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 import cpnet
 from cpnet.config import Config, DataConfig, apply_overrides, config_from_dict, config_to_dict, save_config
 from cpnet.data.annotations import DatasetSplit, load_split
 from cpnet.data.dataset import ClipDataset, ViewDataset, collate_skip, collate_views
 from cpnet.data.sampling import view_protocol
-from cpnet.engine.checkpoint import BEST, LAST, check_compatible, load_checkpoint
+from cpnet.engine import distributed
+from cpnet.engine.checkpoint import BEST, LAST, check_compatible, load_checkpoint, load_model_state
+from cpnet.engine.distributed import ShardBatchSampler, barrier, get_rank, get_world_size, is_main
 from cpnet.engine.evaluation import EvalResult, collect_view_logits, summarize, write_eval_outputs
 from cpnet.engine.loop import TrainOptions, fit
-from cpnet.engine.optim import LRSchedule, build_optimizer
+from cpnet.engine.optim import LRSchedule, build_optimizer, linear_scaled_lr
 from cpnet.models.params import count_params
 
 
@@ -73,6 +79,12 @@ def _loader(dataset, batch_size: int, workers: int, sampler=None, drop_last: boo
                       drop_last=drop_last, pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
 
+def _eval_loader(dataset, batch_size: int, workers: int, collate) -> DataLoader:
+    """This rank's batches of the single-process order (all of them in a single process), none repeated."""
+    return DataLoader(dataset, batch_sampler=ShardBatchSampler(len(dataset), batch_size), num_workers=workers,
+                      collate_fn=collate, pin_memory=torch.cuda.is_available(), persistent_workers=False)
+
+
 def clip_dataset(data: DataConfig, split: DatasetSplit, train: bool, seed: int = 0) -> ClipDataset:
     """Training (random offset, crop, jitter, flip) or validation (centre view) clips of ``split``."""
     return ClipDataset(split, num_frames=data.num_frames, stride=data.stride, sampling=data.sampling,
@@ -102,6 +114,8 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, init: s
     """Train ``cfg`` into the run folder ``out_dir``; ``resume`` continues its last checkpoint exactly.
     ``prepare=False`` skips writing/checking the synthetic dataset (the caller did it).
 
+    Under torchrun each process trains a DDP replica on its share of every epoch (``train.batch_size`` clips per
+    process and step) and validates a shard; the synthetic set and the run folder are written by rank 0.
     Returns the engine's summary plus ``params`` (all parameters) and ``out_dir``.
     """
     out = Path(out_dir)
@@ -109,46 +123,81 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, init: s
         raise FileNotFoundError(f"--resume: no {LAST} in {out}")
     if not resume and (out / LAST).is_file():
         raise ValueError(f"{out} already holds a run ({LAST}); pass --resume to continue it or choose another --out")
-    if prepare:
-        prepare_data(cfg.data, log)
-    train_split = read_split(cfg.data, cfg.data.train_split)
-    val_split = read_split(cfg.data, cfg.data.val_split)
-    if val_split.class_names != train_split.class_names:
-        raise ValueError(f"{cfg.data.val_split} and {cfg.data.train_split} splits have different class lists")
-    device = resolve_device(cfg.train.device)
-    with reproducible(cfg.train.seed, cfg.train.deterministic, cfg.train.threads):
-        model = build_model(cfg, train_split.num_classes).to(device)
-        init = init or cfg.model.init
-        if init and not resume:
-            from cpnet.models.imagenet import load_imagenet
+    with distributed.session(cfg.train.device):
+        log = log if is_main() else _quiet
+        if prepare and is_main():
+            prepare_data(cfg.data, log)
+        barrier()  # the other ranks read the data rank 0 has just written
+        train_split = read_split(cfg.data, cfg.data.train_split)
+        val_split = read_split(cfg.data, cfg.data.val_split)
+        if val_split.class_names != train_split.class_names:
+            raise ValueError(f"{cfg.data.val_split} and {cfg.data.train_split} splits have different class lists")
+        device = distributed.local_device(resolve_device(cfg.train.device))
+        # Rank r seeds with seed + r (its own dropout masks); DDP gives every rank rank 0's initial weights.
+        with reproducible(cfg.train.seed + get_rank(), cfg.train.deterministic, cfg.train.threads):
+            model = build_model(cfg, train_split.num_classes).to(device)
+            init = init or cfg.model.init
+            if init and not resume:
+                from cpnet.models.imagenet import load_imagenet
 
-            load_imagenet(model, init)
-        train_set = clip_dataset(cfg.data, train_split, train=True, seed=cfg.train.seed)
-        sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=cfg.train.seed)
-        drop_last = len(train_set) > cfg.train.batch_size
-        train_loader = _loader(train_set, cfg.train.batch_size, cfg.data.workers, sampler, drop_last, collate_skip)
-        val_loader = _loader(clip_dataset(cfg.data, val_split, train=False), cfg.eval.batch_size, cfg.data.workers,
-                             collate=collate_skip)
-        o = cfg.optim
-        optimizer = build_optimizer(model, o.lr, o.momentum, o.nesterov, o.weight_decay, o.decay_norm_and_bias)
-        steps = math.ceil(len(train_loader) / cfg.train.accumulate)
-        schedule = LRSchedule(optimizer, base_lr=o.lr, steps_per_epoch=steps, epochs=cfg.train.epochs, kind=o.schedule,
-                              step_size=o.step_size, gamma=o.gamma, min_lr=o.min_lr, warmup_epochs=o.warmup_epochs,
-                              warmup_start_factor=o.warmup_start_factor)
-        options = TrainOptions(epochs=cfg.train.epochs, accumulate=cfg.train.accumulate,
-                               label_smoothing=cfg.train.label_smoothing, amp=cfg.train.amp,
-                               max_bad_fraction=cfg.data.max_bad_fraction if cfg.data.skip_bad else 0.0,
-                               progress=progress)
-        meta = {"model_name": cfg.model.name, "num_classes": train_split.num_classes,
-                "class_names": list(train_split.class_names), "config": config_to_dict(cfg)}
-        save_config(cfg, out / "config.yaml")
-        (out / "labels.json").write_text(json.dumps(train_split.class_names, indent=1) + "\n")
-        params = count_params(model)
-        log(f"{cfg.model.name}: {params / 1e6:.3f} M parameters, {len(train_set)} training clips, "
-            f"{len(val_loader.dataset)} validation clips, {cfg.train.epochs} epochs on {device}")
-        summary = fit(model, optimizer, schedule, train_loader, val_loader, device=device, options=options,
-                      out_dir=out, meta=meta, resume=resume, log=log)
+                load_imagenet(model, init)
+            params = count_params(model)
+            model = distributed.wrap_model(model, device, cfg.train.sync_bn)
+            train_loader, val_loader = _train_loaders(cfg, train_split, val_split)
+            optimizer, schedule = _optimisation(cfg, model, len(train_loader), log)
+            options = TrainOptions(epochs=cfg.train.epochs, accumulate=cfg.train.accumulate,
+                                   label_smoothing=cfg.train.label_smoothing, amp=cfg.train.amp,
+                                   max_bad_fraction=cfg.data.max_bad_fraction if cfg.data.skip_bad else 0.0,
+                                   progress=progress)
+            meta = {"model_name": cfg.model.name, "num_classes": train_split.num_classes,
+                    "class_names": list(train_split.class_names), "config": config_to_dict(cfg)}
+            if is_main():
+                save_config(cfg, out / "config.yaml")
+                (out / "labels.json").write_text(json.dumps(train_split.class_names, indent=1) + "\n")
+            world = get_world_size()
+            where = f"{device}" if world == 1 else f"{world} processes ({device} on rank 0)"
+            log(f"{cfg.model.name}: {params / 1e6:.3f} M parameters, {len(train_loader.dataset)} training clips, "
+                f"{len(val_loader.dataset)} validation clips, {cfg.train.epochs} epochs on {where}")
+            summary = fit(model, optimizer, schedule, train_loader, val_loader, device=device, options=options,
+                          out_dir=out, meta=meta, resume=resume, log=log)
     return summary | {"params": params, "out_dir": str(out)}
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0."""
+
+
+def _train_loaders(cfg: Config, train_split: DatasetSplit, val_split: DatasetSplit) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training clips (this rank's share, reshuffled every epoch) and this rank's validation batches."""
+    train_set = clip_dataset(cfg.data, train_split, train=True, seed=cfg.train.seed)
+    sampler = distributed.train_sampler(train_set, seed=cfg.train.seed)
+    drop_last = len(sampler) > cfg.train.batch_size
+    train_loader = _loader(train_set, cfg.train.batch_size, cfg.data.workers, sampler, drop_last, collate_skip)
+    val_loader = _eval_loader(clip_dataset(cfg.data, val_split, train=False), cfg.eval.batch_size, cfg.data.workers,
+                              collate_skip)
+    return train_loader, val_loader
+
+
+def global_batch(cfg: Config) -> int:
+    """Clips per optimiser step over all processes: ``train.batch_size x processes x train.accumulate``."""
+    return cfg.train.batch_size * get_world_size() * cfg.train.accumulate
+
+
+def _optimisation(cfg: Config, model: nn.Module, batches: int, log: Callable[[str], None]
+                  ) -> tuple[torch.optim.Optimizer, LRSchedule]:
+    """SGD and its schedule; with ``optim.scale_lr`` the learning rates follow the linear scaling rule."""
+    o = cfg.optim
+    lr, min_lr = o.lr, o.min_lr
+    if o.scale_lr:
+        batch, reference = global_batch(cfg), o.reference_batch or cfg.train.batch_size * cfg.train.accumulate
+        lr, min_lr = linear_scaled_lr(lr, batch, reference), linear_scaled_lr(min_lr, batch, reference)
+        log(f"learning rate {o.lr:g} x global batch {batch} / reference batch {reference} = {lr:g}")
+    optimizer = build_optimizer(model, lr, o.momentum, o.nesterov, o.weight_decay, o.decay_norm_and_bias)
+    steps = math.ceil(batches / cfg.train.accumulate)
+    schedule = LRSchedule(optimizer, base_lr=lr, steps_per_epoch=steps, epochs=cfg.train.epochs, kind=o.schedule,
+                          step_size=o.step_size, gamma=o.gamma, min_lr=min_lr, warmup_epochs=o.warmup_epochs,
+                          warmup_start_factor=o.warmup_start_factor)
+    return optimizer, schedule
 
 
 def load_trained(checkpoint: str | Path, device: torch.device, cfg: Config | None = None) -> tuple[nn.Module, dict,
@@ -161,7 +210,7 @@ def load_trained(checkpoint: str | Path, device: torch.device, cfg: Config | Non
     cfg = cfg if cfg is not None else config_from_dict(ckpt["config"])
     check_compatible(ckpt, cfg.model.name, len(ckpt["class_names"]), checkpoint)
     model = build_model(cfg, len(ckpt["class_names"]))
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], checkpoint)
     return model.to(device).eval(), ckpt, cfg
 
 
@@ -184,25 +233,38 @@ def find_checkpoint(run_dir: str | Path) -> Path:
 def eval_run(cfg: Config, checkpoint: str | Path, out_dir: str | Path, *, split: str | None = None,
              protocol: str | None = None, clips: int | None = None, crops: int | None = None,
              log: Callable[[str], None] = print) -> EvalResult:
-    """Evaluate ``checkpoint`` on ``split`` with ``clips x crops`` views and write the report into ``out_dir``."""
-    device = resolve_device(cfg.train.device)
-    model, ckpt, cfg = load_trained(checkpoint, device, cfg)
-    split = split or cfg.data.val_split
-    records = read_split(cfg.data, split)
-    if records.class_names != ckpt["class_names"]:
-        raise ValueError(f"{checkpoint} was trained on other classes than {cfg.data.root} ({split})")
-    protocol = protocol or cfg.eval.protocol
-    p_clips, p_crops, rule = view_protocol(protocol)
-    clips, crops = clips or cfg.eval.clips or p_clips, crops or cfg.eval.crops or p_crops
-    short_side = cfg.data.size if rule == "crop" else cfg.data.short_side
-    views = ViewDataset(records, num_frames=cfg.data.num_frames, stride=cfg.data.stride, sampling=cfg.data.sampling,
-                        size=cfg.data.size, short_side=short_side, clips=clips, crops=crops, skip_bad=cfg.data.skip_bad)
-    log(f"evaluating {Path(checkpoint).name} (epoch {ckpt['epoch']}) on {len(records.records)} {split} videos x "
-        f"{clips * crops} views ({protocol})")
-    loader = _loader(views, cfg.eval.batch_size, cfg.data.workers, collate=collate_views)
-    logits = collect_view_logits(model, loader, device=device, amp=cfg.train.amp)
-    result = summarize(logits, len(records.records), records.class_names)
-    result.summary = {"checkpoint": str(checkpoint), "model": cfg.model.name, "epoch": ckpt["epoch"],
-                      "split": split, "protocol": protocol, "clips": clips, "crops": crops} | result.summary
-    write_eval_outputs(out_dir, result, logits, [r.video_id for r in records.records], records.class_names)
+    """Evaluate ``checkpoint`` on ``split`` with ``clips x crops`` views and write the report into ``out_dir``.
+
+    Under torchrun each rank runs the model over its share of the views; the logits are gathered so every
+    (video, view) counts once, every rank returns the single-process result, and rank 0 writes the report.
+    """
+    with distributed.session(cfg.train.device):
+        log = log if is_main() else _quiet
+        device = distributed.local_device(resolve_device(cfg.train.device))
+        model, ckpt, cfg = load_trained(checkpoint, device, cfg)
+        split = split or cfg.data.val_split
+        records = read_split(cfg.data, split)
+        check_compatible(ckpt, cfg.model.name, records.num_classes, checkpoint)
+        if records.class_names != ckpt["class_names"]:
+            diff = next(i for i, (a, b) in enumerate(zip(records.class_names, ckpt["class_names"])) if a != b)
+            raise ValueError(f"{checkpoint} was trained on other classes than {cfg.data.root} ({split}): class {diff} "
+                             f"is {ckpt['class_names'][diff]!r} in the checkpoint, {records.class_names[diff]!r} here")
+        protocol = protocol or cfg.eval.protocol
+        p_clips, p_crops, rule = view_protocol(protocol)
+        clips, crops = clips or cfg.eval.clips or p_clips, crops or cfg.eval.crops or p_crops
+        short_side = cfg.data.size if rule == "crop" else cfg.data.short_side
+        views = ViewDataset(records, num_frames=cfg.data.num_frames, stride=cfg.data.stride,
+                            sampling=cfg.data.sampling, size=cfg.data.size, short_side=short_side, clips=clips,
+                            crops=crops, skip_bad=cfg.data.skip_bad)
+        world = get_world_size()
+        log(f"evaluating {Path(checkpoint).name} (epoch {ckpt['epoch']}) on {len(records.records)} {split} videos x "
+            f"{clips * crops} views ({protocol})" + (f" in {world} processes" if world > 1 else ""))
+        loader = _eval_loader(views, cfg.eval.batch_size, cfg.data.workers, collate_views)
+        logits = collect_view_logits(model, loader, device=device, amp=cfg.train.amp)
+        result = summarize(logits, len(records.records), records.class_names)
+        result.summary = {"checkpoint": str(checkpoint), "model": cfg.model.name, "epoch": ckpt["epoch"],
+                          "split": split, "protocol": protocol, "clips": clips, "crops": crops} | result.summary
+        if is_main():
+            write_eval_outputs(out_dir, result, logits, [r.video_id for r in records.records], records.class_names)
+        barrier()  # the report exists when any rank returns
     return result
