@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cpnet.data.annotations import load_split
 from cpnet.data.layout import SPLITS
-from cpnet.data.records import MediaError
+from cpnet.data.records import EmptySplitError, MediaError
 from cpnet.data.video import count_frames, probe, read_clip
 
 SHOW = 5  # how many names each problem list prints
@@ -85,14 +85,15 @@ def check_split(
 def check_dataset(
     dataset: str, root: str | Path, splits: list[str] | None = None, **kwargs: object
 ) -> list[SplitReport]:
-    """Check the given splits, or every split whose annotation file exists (FileNotFoundError when none does)."""
+    """Check the given splits, or every split whose annotation file exists and lists videos (FileNotFoundError
+    when none does; an empty split asked for by name is an error)."""
     if splits:
         return [check_split(dataset, root, s, **kwargs) for s in splits]
     reports, errors = [], []
     for split in SPLITS:
         try:
             reports.append(check_split(dataset, root, split, **kwargs))
-        except FileNotFoundError as e:
+        except (FileNotFoundError, EmptySplitError) as e:
             errors.append(str(e))
     if not reports:
         raise FileNotFoundError(f"no {dataset} split found under {root}: " + "; ".join(errors))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cpnet.data import frames
-from cpnet.data.layout import SPLIT_DIRS, canonical_split, find_file
+from cpnet.data.layout import SPLIT_DIRS, canonical_split, check_not_empty, check_unique, find_file, read_text
 from cpnet.data.records import DatasetSplit, MediaError, VideoRecord
 from cpnet.data.video import VIDEO_EXTENSIONS
 
@@ -41,7 +41,7 @@ def _list_file(root: Path, split: str) -> Path:
 def _parse_list(path: Path) -> list[tuple[str, int | None, str]]:
     """(path, num_frames or None, label) per non-empty line."""
     entries = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for line_no, line in enumerate(read_text(path).splitlines(), 1):
         parts = line.rsplit(maxsplit=2)
         if not parts:
             continue
@@ -58,7 +58,7 @@ def _parse_list(path: Path) -> list[tuple[str, int | None, str]]:
 def _list_classes(list_file: Path, split: str) -> list[str]:
     for name in CLASS_FILES:
         if (list_file.parent / name).is_file():
-            return [s.strip() for s in (list_file.parent / name).read_text().splitlines() if s.strip()]
+            return [s.strip() for s in read_text(list_file.parent / name).splitlines() if s.strip()]
     source = list_file
     if split != "train":  # the train list defines the label space when it sits beside this one
         try:
@@ -76,8 +76,11 @@ def load_list(root: Path, split: str) -> DatasetSplit:
     list_file = _list_file(root, split)
     class_names = _list_classes(list_file, split)
     index = {name: i for i, name in enumerate(class_names)}
+    entries = _parse_list(list_file)
+    check_not_empty(len(entries), list_file, split)
+    check_unique(((rel, f"entry {i}") for i, (rel, _, _) in enumerate(entries, 1)), list_file)
     records, missing = [], []
-    for rel, num_frames, label in _parse_list(list_file):
+    for rel, num_frames, label in entries:
         if label.lstrip("-").isdigit():
             label_index = int(label)
             if not -1 <= label_index < len(class_names):
@@ -117,4 +120,7 @@ def load_folder(root: Path, split: str) -> DatasetSplit:
                     records.append(VideoRecord(video_id, item, index[entry.name], _count(item)))
         elif entry.suffix.lower() in VIDEO_EXTENSIONS:
             records.append(VideoRecord(entry.stem, entry, -1, None))
+    check_not_empty(len(records), split_dir, split)
+    # 'run/a.mp4' and 'run/a.webm' would share the id 'run/a'
+    check_unique(((r.video_id, r.path.name) for r in records), split_dir)
     return DatasetSplit(records, class_names, [], [], dataset="folder", split=split)

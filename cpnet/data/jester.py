@@ -8,7 +8,15 @@ import json
 from pathlib import Path
 
 from cpnet.data import frames
-from cpnet.data.layout import canonical_split, find_file, list_names, media_root
+from cpnet.data.layout import (
+    canonical_split,
+    check_not_empty,
+    check_unique,
+    find_file,
+    list_names,
+    media_root,
+    read_text,
+)
 from cpnet.data.records import DatasetSplit, MediaError, VideoRecord
 
 FLIP_PAIRS = [
@@ -18,10 +26,44 @@ FLIP_PAIRS = [
 ]
 ARCHIVE_DIR = "20bn-jester-v1"
 SYNTHETIC_MANIFEST = "cpnet-synthetic.json"  # written by cpnet.data.synthetic.write_jester
+_OTHER_SEPARATORS = (",", "\t")
 
 
-def read_lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """(1-based line number, stripped text) of the non-blank lines of ``path``."""
+    return [(n, line.strip()) for n, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
+
+
+def read_classes(labels_file: Path) -> list[str]:
+    """The class names of ``jester-v1-labels.csv`` in file order; none, or a name listed twice, is an error."""
+    names: list[str] = []
+    for line_no, name in numbered_lines(labels_file):
+        if name in names:
+            raise ValueError(f"{labels_file}:{line_no}: class {name!r} is listed twice")
+        names.append(name)
+    if not names:
+        raise ValueError(f"{labels_file}: lists no classes (expected one class name per line)")
+    return names
+
+
+def parse_split(split_file: Path, split: str, index: dict[str, int], labels_file: Path) -> list[tuple[str, int, int]]:
+    """(video id, label index or -1, line number) per line ``id;Label`` (the test list: ``id`` alone)."""
+    entries = []
+    for line_no, line in numbered_lines(split_file):
+        video_id, sep, name = (part.strip() for part in line.partition(";"))
+        where = f"{split_file}:{line_no}"
+        if not sep and any(c in line for c in _OTHER_SEPARATORS):
+            raise ValueError(f"{where}: expected 'id;Label' separated by ';', got {line!r}")
+        if not video_id:
+            raise ValueError(f"{where}: no video id before ';' in {line!r}")
+        if not sep and split != "test":
+            raise ValueError(f"{where}: {video_id!r} has no label; expected 'id;Label' in the {split} list")
+        if name and name not in index:
+            raise ValueError(f"{where}: label {name!r} is not in {labels_file}")
+        entries.append((video_id, index[name] if name else -1, line_no))
+    check_not_empty(len(entries), split_file, split)
+    check_unique(((vid, f"line {n}") for vid, _, n in entries), split_file)
+    return entries
 
 
 def _flip_pairs(root: Path, labels_file: Path, class_names: list[str]) -> list[tuple[str, str]]:
@@ -36,16 +78,14 @@ def load_jester(root: Path, split: str) -> DatasetSplit:
     """Read one Jester split; folders missing on disk go to ``missing``."""
     split = canonical_split(split)
     labels_file = find_file(root, ["jester-v1-labels.csv"], "Jester labels file")
-    class_names = read_lines(labels_file)
+    class_names = read_classes(labels_file)
     index = {name: i for i, name in enumerate(class_names)}
     split_file = find_file(root, [f"jester-v1-{split}.csv"], f"Jester {split} list")
+    entries = parse_split(split_file, split, index, labels_file)
     media = media_root(root, ARCHIVE_DIR)
     present = list_names(media)
     records, missing = [], []
-    for line_no, line in enumerate(read_lines(split_file), 1):
-        video_id, _, name = line.partition(";")
-        if name and name not in index:
-            raise ValueError(f"{split_file}:{line_no}: label {name!r} is not in {labels_file}")
+    for video_id, label, _ in entries:
         if video_id not in present:
             missing.append(video_id)
             continue
@@ -54,6 +94,6 @@ def load_jester(root: Path, split: str) -> DatasetSplit:
             count = frames.count_frames(path)
         except MediaError:
             count = 0  # an empty folder: kept so that reading it reports the error
-        records.append(VideoRecord(video_id, path, index[name] if name else -1, count))
+        records.append(VideoRecord(video_id, path, label, count))
     pairs = _flip_pairs(root, labels_file, class_names)
     return DatasetSplit(records, class_names, pairs, missing, dataset="jester", split=split)

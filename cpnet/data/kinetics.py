@@ -8,10 +8,11 @@ Class indices are the sorted label names of the train list (the usual order), or
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
-from cpnet.data.layout import SPLIT_DIRS, canonical_split, find_file
+from cpnet.data.layout import SPLIT_DIRS, canonical_split, check_not_empty, check_unique, find_file, read_text
 from cpnet.data.records import DatasetSplit, VideoRecord
 from cpnet.data.video import VIDEO_EXTENSIONS
 
@@ -26,25 +27,32 @@ def annotation_file(root: Path, split: str) -> Path:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of a Kinetics CSV, checking the header."""
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    """Rows of a Kinetics CSV, checking the header and that every row fills the required columns."""
+    try:
+        reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
         header = reader.fieldnames or []
         lacking = [c for c in REQUIRED_COLUMNS if c not in header]
         if lacking:
             raise ValueError(
                 f"{path}: header {header} lacks {lacking}; expected label,youtube_id,time_start,time_end,split"
             )
-        return list(reader)
+        rows = list(reader)
+    except csv.Error as e:
+        raise ValueError(f"{path}: not a readable CSV ({e})") from None
+    for line_no, row in enumerate(rows, 2):
+        short = [c for c in REQUIRED_COLUMNS if not row.get(c)]
+        if short:
+            raise ValueError(f"{path}:{line_no}: no value for {short} in {row}")
+    return rows
 
 
 def clip_name(row: dict[str, str], path: Path, line_no: int) -> str:
     """``<youtube_id>_<start:06d>_<end:06d>``, the file stem of a clip."""
     try:
         start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{path}:{line_no}: time_start/time_end must be numbers, got {row}") from None
-    return f"{row['youtube_id']}_{start:06d}_{end:06d}"
+    return f"{row['youtube_id'].strip()}_{start:06d}_{end:06d}"
 
 
 def index_media(root: Path, split: str) -> dict[str, Path]:
@@ -72,15 +80,19 @@ def load_kinetics(root: Path, split: str) -> DatasetSplit:
         train_rows = rows
     class_names = sorted({r["label"] for r in train_rows if r.get("label")})
     index = {name: i for i, name in enumerate(class_names)}
-    media = index_media(root, split)
-    records, missing = [], []
+    entries = []
     for line_no, row in enumerate(rows, 2):
-        name = clip_name(row, path, line_no)
         label = row.get("label") or ""
         if label and label not in index:
             raise ValueError(f"{path}:{line_no}: label {label!r} is not among the {len(index)} training classes")
+        entries.append((clip_name(row, path, line_no), index[label] if label else -1, line_no))
+    check_not_empty(len(entries), path, split)
+    check_unique(((name, f"line {n}") for name, _, n in entries), path)
+    media = index_media(root, split)
+    records, missing = [], []
+    for name, label, _ in entries:
         if name not in media:
             missing.append(name)
             continue
-        records.append(VideoRecord(name, media[name], index[label] if label else -1, None))
+        records.append(VideoRecord(name, media[name], label, None))
     return DatasetSplit(records, class_names, [], missing, dataset="kinetics", split=split)

@@ -10,6 +10,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from cpnet.data.records import EmptySplitError
+
 SPLITS = ("train", "validation", "test")
 _ALIASES = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation", "test": "test"}
 # Folder names a split's media may use on disk, by canonical split.
@@ -54,3 +56,28 @@ def list_names(folder: Path) -> set[str]:
         return set(os.listdir(folder))
     except (FileNotFoundError, NotADirectoryError):
         return set()
+
+
+def read_text(path: Path) -> str:
+    """The text of an annotation file (UTF-8; a leading byte-order mark, as spreadsheet exports write, is dropped).
+    Undecodable bytes raise ValueError naming the file instead of a bare codec error."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def check_unique(entries: Iterable[tuple[str, str]], source: Path) -> None:
+    """Refuse a video id listed twice in ``source`` (it would be trained on twice and counted twice in evaluation);
+    ``entries`` are (video id, where it is listed, e.g. 'line 3')."""
+    seen: dict[str, str] = {}
+    for video_id, where in entries:
+        if video_id in seen:
+            raise ValueError(f"{source}: video id {video_id!r} is listed twice ({seen[video_id]} and {where})")
+        seen[video_id] = where
+
+
+def check_not_empty(count: int, source: Path, split: str) -> None:
+    """An annotation file listing no video is an error (a truncated download or the wrong file), not a 0-video split."""
+    if count == 0:
+        raise EmptySplitError(f"{source}: the {split} split lists no videos")

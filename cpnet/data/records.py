@@ -54,3 +54,7 @@ class DatasetSplit:
 
 class MediaError(ValueError):
     """A media file (video or frame folder) that exists but cannot be decoded; the message names the file."""
+
+
+class EmptySplitError(ValueError):
+    """An annotation file that lists no video at all; the message names the file and the split."""
