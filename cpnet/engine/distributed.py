@@ -12,6 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -52,11 +53,12 @@ def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv | None:
 
 
 @contextlib.contextmanager
-def session(device: str = "auto") -> Iterator[LaunchEnv | None]:
+def session(device: str = "auto", timeout: timedelta | None = None) -> Iterator[LaunchEnv | None]:
     """Open the default process group for a torchrun launch and destroy it on exit; otherwise do nothing.
 
     ``device`` is ``train.device``: NCCL when it resolves to CUDA (each process then uses ``cuda:LOCAL_RANK``),
-    gloo on CPU. Re-entrant: inside an open group (the CLI opened it, then ``train_run`` asks again) it only yields.
+    gloo on CPU. ``timeout`` bounds every collective (PyTorch's default when None). Re-entrant: inside an open group
+    (the CLI opened it, then ``train_run`` asks again) it only yields.
     """
     env = launch_env()
     if env is None or dist.is_initialized():
@@ -68,7 +70,7 @@ def session(device: str = "auto") -> Iterator[LaunchEnv | None]:
             raise ValueError(f"LOCAL_RANK {env.local_rank} but only {torch.cuda.device_count()} CUDA devices: "
                              "--nproc_per_node must not exceed the GPUs of a node")
         torch.cuda.set_device(env.local_rank)
-    dist.init_process_group("nccl" if cuda else "gloo")
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
     try:
         yield env
     finally:
