@@ -62,10 +62,10 @@ def detect_pattern(folder: Path) -> FramePattern:
     (prefix, ext), nums = max(groups.items(), key=lambda kv: (len(kv[1]), "flow" not in kv[0][0], -len(kv[0][0])))
     # Zero-padded names give the pad width; unpadded ones ('1.jpg' … '37.jpg') format with width 0.
     width = min(len(n) for n in nums) if any(n.startswith("0") for n in nums) else 0
-    odd = sorted((n for n in nums if f"{int(n):0{width}d}" != n), key=len)
+    odd = {n for n in nums if f"{int(n):0{width}d}" != n}
     if odd:  # '2.jpg' beside '01.jpg', or '1.jpg' beside '01.jpg': no single name pattern reads every frame
-        example = f"{prefix}{nums[0] if nums[0] not in odd else next(n for n in nums if n not in odd)}{ext}"
-        raise MediaError(f"{folder}: frame names mix number widths ({prefix}{odd[0]}{ext} beside {example})")
+        first, other = (min(group, key=lambda n: (len(n), n)) for group in (odd, set(nums) - odd))
+        raise MediaError(f"{folder}: frame names mix number widths ({prefix}{first}{ext} beside {prefix}{other}{ext})")
     values = sorted(int(n) for n in nums)
     contiguous = values[-1] - values[0] + 1 == len(values)
     return FramePattern(prefix, width, ext, values[0], len(values), contiguous)

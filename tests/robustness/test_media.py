@@ -158,6 +158,6 @@ def test_one_frame_video_sampled_as_an_8_frame_clip(tmp_path, kind):
 def test_frame_names_mixing_number_widths(tmp_path):
     folder = write_frame_folder(tmp_path / "mixed_width", indexed_frames(3, 20, 20), pattern="{:02d}.jpg")
     (folder / "02.jpg").rename(folder / "2.jpg")  # '01.jpg', '2.jpg', '03.jpg': no one pattern names them all
-    with pytest.raises(MediaError, match=r"mixed_width: frame names mix number widths \(2.jpg beside 01.jpg\)"):
+    with pytest.raises(MediaError, match=r"mixed_width: frame names mix number widths \(01.jpg beside 2.jpg\)"):
         read_clip(folder, [0])
     assert_rejected(folder, tmp_path, "mixed_width", "mix number widths")
