@@ -1,4 +1,5 @@
-"""Training and evaluation engine: optimiser and schedule, the training loop, checkpoints, evaluation.
+"""Training and evaluation engine: optimiser and schedule, the training loop, checkpoints, evaluation, and the
+distributed layer (``cpnet.engine.distributed``: torchrun process group, DDP, sharded evaluation).
 
 Nothing here knows about the config file: each function takes explicit arguments (``cpnet.engine.runs`` is the
 one place that turns a :class:`cpnet.config.Config` into these calls, for the CLI and the demo).

@@ -36,6 +36,11 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as e:
+        if e.errno is None or e.filename is not None:
+            raise
+        # A write into an open file object names no file ('No space left on device'): name the checkpoint.
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     finally:
         tmp.unlink(missing_ok=True)
     return path

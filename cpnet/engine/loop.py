@@ -119,14 +119,9 @@ def train_one_epoch(
                              f"{options.max_bad_fraction} of {len(loader.dataset)} (see the warnings above)")
         stepping = (i + 1) % options.accumulate == 0 or i + 1 == len(loader)
         if empty_ranks == 0:
-            clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with autocast(device, options.amp):
-                logits = model(clips)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=options.label_smoothing)
-            value = float(loss.detach())
-            # DDP all-reduces gradients only on the step's last micro-batch; the others accumulate locally.
-            with model.no_sync() if not stepping and hasattr(model, "no_sync") else contextlib.nullcontext():
-                scaler.scale(loss / options.accumulate).backward()
+            labels = labels.to(device, non_blocking=True)
+            value, logits = _forward_backward(model, clips, labels, device=device, options=options, scaler=scaler,
+                                              sync=stepping)
             if sum_over_ranks([not math.isfinite(value)])[0]:  # before the optimiser step: weights stay good
                 bar.close()
                 what = f"loss is {value}" if not math.isfinite(value) else "the loss is not finite on another rank"
@@ -134,7 +129,7 @@ def train_one_epoch(
                     f"{what} at epoch {epoch + 1}, batch {i + 1} (lr {schedule.lr:.3g}); the run stopped "
                     "before this step and the last good checkpoint is kept: lower optim.lr or check the data")
             loss_sum += value * len(labels)
-            correct += topk_correct(logits.detach(), labels, (1,))[0]
+            correct += topk_correct(logits, labels, (1,))[0]
             seen += len(labels)
         if stepping:
             scaler.step(optimizer)
@@ -152,6 +147,18 @@ def train_one_epoch(
     return {"train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1), "train_samples": seen,
             "skipped": skipped, "data_seconds": data_time, "step_seconds": step_time,
             "train_seconds": time.perf_counter() - start}
+
+
+def _forward_backward(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, *, device: torch.device,
+                      options: TrainOptions, scaler: torch.amp.GradScaler, sync: bool) -> tuple[float, torch.Tensor]:
+    """Loss and gradients of one micro-batch; returns the loss value and the logits."""
+    with autocast(device, options.amp):
+        logits = model(clips.to(device, non_blocking=True))
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=options.label_smoothing)
+    # DDP all-reduces gradients only on the step's last micro-batch (sync); the others accumulate locally.
+    with model.no_sync() if not sync and hasattr(model, "no_sync") else contextlib.nullcontext():
+        scaler.scale(loss / options.accumulate).backward()
+    return float(loss.detach()), logits.detach()
 
 
 @torch.inference_mode()
@@ -269,10 +276,12 @@ def fit(
             run_log.close()
     barrier()  # the last checkpoint exists when any rank returns
     skipped = sum(r.get("skipped", 0) for r in history)
-    if skipped:
-        log(f"{skipped} unreadable training clips were skipped in total (per epoch in metrics.jsonl)")
+    val_skipped = sum(r.get("val_skipped", 0) for r in history)
+    if skipped or val_skipped:
+        log(f"skipped unreadable clips: {skipped} in training and {val_skipped} in validation over {len(history)} "
+            "epochs (per epoch in metrics.jsonl; the warnings above name the files)")
     return {"epochs": len(history), "best_top1": best, "last": record, "skipped": skipped,
-            "train_seconds": sum(r["train_seconds"] for r in history)}
+            "val_skipped": val_skipped, "train_seconds": sum(r["train_seconds"] for r in history)}
 
 
 def _save(model, optimizer, schedule, scaler, *, epoch: int, meta: dict, record: dict, best: float, is_best: bool,
@@ -294,4 +303,5 @@ def _epoch_line(r: dict, epochs: int) -> str:
     if "val_top1" in r:
         text += f"  val loss {r['val_loss']:.4f}  val top1 {100 * r['val_top1']:.1f}%"
     text += f"  lr {r['lr']:.3g}  {r['train_seconds']:.1f}s (data {r['data_seconds']:.1f}s)"
-    return text + (f"  skipped {r['skipped']}" if r["skipped"] else "")
+    text += f"  skipped {r['skipped']}" if r["skipped"] else ""
+    return text + (f"  val skipped {r['val_skipped']}" if r.get("val_skipped") else "")
