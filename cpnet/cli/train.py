@@ -14,7 +14,8 @@ from cpnet.config import load_config
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a model from a YAML config",
-                              description="Train a model from a YAML experiment config into a run folder.")
+                              description="Train a model from a YAML experiment config into a run folder. "
+                                          "Under torchrun it trains with DistributedDataParallel over all processes.")
     p.add_argument("--config", help="experiment YAML (optional with --resume: the run's own config.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=0.1 (repeatable; values are YAML)")
