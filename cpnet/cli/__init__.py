@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 # Subcommand modules, in the order `cpnet --help` lists them.
@@ -33,6 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: BaseException) -> str:
+    """The error's message on one line. An error raised in a DataLoader worker arrives re-raised with the worker's
+    whole traceback as its message: keep the original error's own message, its last line."""
+    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+    if "\nOriginal Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = re.sub(r"^[\w.]+: ", "", last.strip(), count=1)  # 'cpnet.data.records.MediaError: <message>'
+    return " ".join(text.split("\n"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -42,12 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"cpnet {args.command}: error: {msg}", file=sys.stderr)
+        print(f"cpnet {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`
         sys.stderr.close()
         return 0
+    except OSError as e:  # the machine rather than the input: a full disk, a permission; exit 1, still one line
+        print(f"cpnet {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"cpnet {args.command}: interrupted", file=sys.stderr)
         return 130
