@@ -161,12 +161,13 @@ def plot_memory(rows: list[dict], path: str | Path) -> Path:
     blocks = list(dict.fromkeys(r["block"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     width = 0.8 / len(blocks)
-    for ax, key, label in zip(axes, ("peak_mb", "seconds"), ("peak memory (MB)", "forward + backward (s)")):
+    for ax, key, label, fmt in zip(axes, ("peak_mb", "seconds"), ("peak memory (MB)", "forward + backward (s)"),
+                                   ("%.0f", "%.2f")):
         for j, block in enumerate(blocks):
             values = [next((r[key] for r in rows if r["block"] == block
                             and (r["N"], r["T"], r["H"], r["W"], r["C"]) == s), 0.0) for s in sizes]
             bars = ax.bar([i + j * width for i in range(len(sizes))], values, width, label=block)
-            ax.bar_label(bars, fmt="%.3g", fontsize=7)
+            ax.bar_label(bars, fmt=fmt, fontsize=7)
         ax.set_xticks([i + width * (len(blocks) - 1) / 2 for i in range(len(sizes))],
                       [f"N={s[0]} T={s[1]}\n{s[2]}x{s[3]} C={s[4]}" for s in sizes])
         ax.set_ylabel(label)
