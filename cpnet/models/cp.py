@@ -36,6 +36,10 @@ class CPModule(nn.Module):
         block_size: query rows per block of the kNN (memory/speed trade-off; results do not depend on it).
         recompute: keep only the per-point projections and neighbour indices for backward and recompute the
             (N·P·k)-row pair MLP there, instead of storing its activations. Same results, much less memory.
+        coords: "normalized" — displacements in (t/T, h/H, w/W), as SPEC §1.3 defines them (the presets) — or
+            "grid" — in grid steps (t, h, w). Both carry the same information, but a one-frame step is 1/T in
+            the first and 1 in the second, and the gradient reaching W_Δ scales with it: trained from scratch on
+            a short budget, grid units learn the direction of motion much faster (the synthetic demo uses them).
         decomposed: apply the first MLP layer as W_Δ·Δ + W_p·x_p + W_q·x_q with per-point projections gathered
             (default) instead of multiplying the concatenated (N·P·k, 2C+3) pair features. Same results.
     """
@@ -50,6 +54,7 @@ class CPModule(nn.Module):
         init_gamma: float = 0.0,
         block_size: int | None = None,
         recompute: bool = False,
+        coords: str = "normalized",
         decomposed: bool = True,
     ) -> None:
         super().__init__()
@@ -58,11 +63,14 @@ class CPModule(nn.Module):
             raise ValueError(f"mlp must be a non-empty list of positive widths, got {mlp}")
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got k={k}")
+        if coords not in ("normalized", "grid"):
+            raise ValueError(f"coords must be 'normalized' or 'grid', got {coords!r}")
         if shrink is not None and int(shrink) < 1:
             raise ValueError(f"shrink must be a positive integer, got shrink={shrink}")
         self.channels, self.k, self.mlp = channels, int(k), mlp
         self.shrink, self.block_size = shrink, block_size
         self.init_gamma, self.recompute, self.decomposed = float(init_gamma), recompute, decomposed
+        self.coords = coords
         search_channels = bottleneck or channels
         self.reduce = (
             nn.Sequential(nn.Conv3d(channels, bottleneck, 1), nn.BatchNorm3d(bottleneck)) if bottleneck else None
@@ -86,7 +94,7 @@ class CPModule(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, k={self.k}, mlp={self.mlp}, shrink={self.shrink}, "
-            f"init_gamma={self.init_gamma}, recompute={self.recompute}"
+            f"init_gamma={self.init_gamma}, coords={self.coords}, recompute={self.recompute}"
         )
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
@@ -111,7 +119,7 @@ class CPModule(nn.Module):
             )
         points = to_points(x)  # (N, P, C')
         idx = cross_frame_knn(points, t, self.k, self.block_size)  # (N, P, k), no gradient
-        coords = point_coords(t, hs, ws, device=s.device, dtype=points.dtype)  # (P, 3)
+        coords = point_coords(t, hs, ws, s.device, points.dtype, normalized=self.coords == "normalized")  # (P, 3)
         if self.decomposed:
             pooled = self._decomposed_pairs(points, coords, idx)
         else:

@@ -156,6 +156,7 @@ class VideoResNet(nn.Module):
         cp_init_gamma: initial γ of the CP output BN (0: a fresh CPNet is its C2D backbone).
         cp_block_size: kNN query block size (memory bound), None for the CP module's default.
         cp_recompute: recompute CP activations in backward instead of storing them.
+        cp_coords: "normalized" (SPEC §1.3, t/T, h/H, w/W) or "grid" (grid steps) displacement units.
         nl_at: stage → block indices followed by a non-local block.
         nl_pool: 1×2×2 max-pool on φ and g of the non-local blocks.
         smart_at: stage → block indices whose middle conv is a SMART block (ARTNet).
@@ -168,7 +169,8 @@ class VideoResNet(nn.Module):
                  cp_at: Placement | None = None, cp_k: int = 8, cp_mlp: Sequence[float | int] = (0.25, 0.5),
                  cp_bottleneck: float | int | None = None, cp_shrink: Mapping[str, int] | None = None,
                  cp_init_gamma: float = 0.0, cp_block_size: int | None = None, cp_recompute: bool = False,
-                 nl_at: Placement | None = None, nl_pool: bool = True, smart_at: Placement | None = None,
+                 cp_coords: str = "normalized", nl_at: Placement | None = None, nl_pool: bool = True,
+                 smart_at: Placement | None = None,
                  smart_stem: bool = False, in_channels: int = 3) -> None:
         super().__init__()
         _check_args(block, layers, num_classes, width, temporal_kernel, stem_stride, dropout)
@@ -178,7 +180,7 @@ class VideoResNet(nn.Module):
         smart_sites = _check_placement("smart_at", smart_at, layers)
         shrink = _check_shrink(cp_shrink)
         cp_args = dict(k=cp_k, mlp=tuple(cp_mlp), bottleneck=cp_bottleneck, init_gamma=cp_init_gamma,
-                       block_size=cp_block_size, recompute=cp_recompute)
+                       block_size=cp_block_size, recompute=cp_recompute, coords=cp_coords)
 
         if smart_stem:
             self.conv1: nn.Module = SMARTBlock(in_channels, width, (3, 7, 7), (1, stem_stride, stem_stride))
@@ -248,7 +250,7 @@ def _make_cp(channels: int, cp_args: dict, shrink: int | None) -> CPModule:
         bottleneck = _width(bottleneck, channels, "cp_bottleneck")
     return CPModule(channels, cp_args["k"], mlp, bottleneck=bottleneck, shrink=shrink,
                     init_gamma=cp_args["init_gamma"], block_size=cp_args["block_size"],
-                    recompute=cp_args["recompute"])
+                    recompute=cp_args["recompute"], coords=cp_args["coords"])
 
 
 def _check_shrink(cp_shrink: Mapping[str, int] | None) -> dict[str, int]:

@@ -17,12 +17,21 @@ def from_points(points: torch.Tensor, num_frames: int, height: int, width: int) 
 
 
 def point_coords(
-    num_frames: int, height: int, width: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+    num_frames: int,
+    height: int,
+    width: int,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    normalized: bool = True,
 ) -> torch.Tensor:
-    """Normalised space-time coordinates (t/T, h/H, w/W) of every point, frame-major: (P, 3) (SPEC §1.3)."""
-    t = torch.arange(num_frames, device=device, dtype=dtype) / num_frames
-    h = torch.arange(height, device=device, dtype=dtype) / height
-    w = torch.arange(width, device=device, dtype=dtype) / width
+    """Space-time coordinates of every point, frame-major: (P, 3).
+
+    ``normalized``: (t/T, h/H, w/W) as SPEC §1.3 defines them; otherwise grid steps (t, h, w).
+    """
+    scale = (num_frames, height, width) if normalized else (1, 1, 1)
+    t = torch.arange(num_frames, device=device, dtype=dtype) / scale[0]
+    h = torch.arange(height, device=device, dtype=dtype) / scale[1]
+    w = torch.arange(width, device=device, dtype=dtype) / scale[2]
     grid = torch.meshgrid(t, h, w, indexing="ij")  # 3 × (T, H, W)
     return torch.stack(grid, dim=-1).reshape(-1, 3)  # (P, 3)
 

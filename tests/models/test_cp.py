@@ -38,7 +38,8 @@ def reference_cp(module: CPModule, s: torch.Tensor) -> torch.Tensor:
     pts = x.flatten(2).transpose(1, 2)  # (N, P, C')
     p = pts.shape[1]
     idx = cross_frame_knn_dense(pts, t, module.k)
-    coords = torch.tensor([[ti / t, hi / hs, wi / ws] for ti in range(t) for hi in range(hs) for wi in range(ws)],
+    st, sh, sw = (t, hs, ws) if module.coords == "normalized" else (1, 1, 1)
+    coords = torch.tensor([[ti / st, hi / sh, wi / sw] for ti in range(t) for hi in range(hs) for wi in range(ws)],
                           dtype=s.dtype)
     rows = []
     for b in range(n):
@@ -60,7 +61,8 @@ def reference_cp(module: CPModule, s: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"bottleneck": 3}, {"shrink": 2}, {"decomposed": False},
-                                    {"recompute": True}, {"bottleneck": 4, "shrink": 2}])
+                                    {"recompute": True}, {"bottleneck": 4, "shrink": 2}, {"coords": "grid"},
+                                    {"coords": "grid", "shrink": 2, "recompute": True}])
 def test_matches_spec_reference(kwargs: dict) -> None:
     torch.manual_seed(0)
     m = _randomise(CPModule(6, k=3, mlp=[5, 4], **kwargs).double().train())
@@ -133,3 +135,5 @@ def test_bad_constructor_arguments() -> None:
         CPModule(4, k=2, mlp=[])
     with pytest.raises(ValueError, match="k must be"):
         CPModule(4, k=0, mlp=[2])
+    with pytest.raises(ValueError, match="coords must be"):
+        CPModule(4, k=2, mlp=[2], coords="pixels")

@@ -107,16 +107,18 @@ def test_cp_presets_follow_spec_table(monkeypatch, name, sites, k, mlp):
         c = 64 * 2 ** (int(site[5]) - 1) * expansion
         assert (channels, got_k, got_mlp) == (c, k, [round(f * c) for f in mlp])
         assert kwargs == {"bottleneck": None, "shrink": None, "init_gamma": 0.0, "block_size": None,
-                          "recompute": False}
+                          "recompute": False, "coords": "normalized"}
 
 
 def test_cp_options_reach_the_module(monkeypatch):
     with torch.device("meta"):
         _, found = _cp_sites(monkeypatch, "cpnet_r18", cp_k=3, cp_mlp=(16, 0.5), cp_bottleneck=0.125,
-                             cp_shrink={"layer2": 2}, cp_init_gamma=1.0, cp_block_size=64, cp_recompute=True)
+                             cp_shrink={"layer2": 2}, cp_init_gamma=1.0, cp_block_size=64, cp_recompute=True,
+                             cp_coords="grid")
     channels, k, mlp, kwargs = found["layer2.0.cp"]
     assert (channels, k, mlp) == (128, 3, [16, 64])
-    assert kwargs == {"bottleneck": 16, "shrink": 2, "init_gamma": 1.0, "block_size": 64, "recompute": True}
+    assert kwargs == {"bottleneck": 16, "shrink": 2, "init_gamma": 1.0, "block_size": 64, "recompute": True,
+                      "coords": "grid"}
     assert found["layer3.0.cp"][3]["shrink"] is None
 
 
