@@ -73,12 +73,24 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _output_folder(path: str) -> Path:
+    """Create ``--out`` up front: one that cannot be created (under a file, no permission) fails before the
+    benchmark runs rather than after it, and with nothing but the error printed."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; expected a folder for the CSV and PNG")
+    out.mkdir(parents=True, exist_ok=True)  # NotADirectoryError / PermissionError name the path
+    return out
+
+
 def _setup(args: argparse.Namespace) -> torch.device:
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    device = _device(args.device)
+    _output_folder(args.out)
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    return _device(args.device)
+    return device
 
 
 def _overrides(options: list[str]) -> dict:
