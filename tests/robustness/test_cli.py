@@ -86,3 +86,16 @@ def test_missing_path_gives_one_line_naming_it(command, argv, named, trained_run
     assert code != 0, captured.out
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith(f"cpnet {command.split()[0]}: error: ") and named.format(**values) in err, err
+
+
+@pytest.mark.parametrize("command", ["predict", "visualize"])
+def test_undecodable_input_gives_one_line_naming_it(command, trained_run, tmp_path, capsys):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)  # an MP4 header and nothing after it
+    ckpt = str(trained_run / "checkpoint_last.pt")
+    argv = ["predict", str(bad), "--checkpoint", ckpt] if command == "predict" else \
+        ["visualize", "--checkpoint", ckpt, "--input", str(bad), "--out", str(tmp_path / "v")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"cpnet {command}: error: {bad}: "), err
