@@ -59,7 +59,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _common(p: argparse.ArgumentParser, repeats: int) -> None:
     p.add_argument("--repeats", type=int, default=repeats, help=f"timed repeats, median kept (default {repeats})")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA when present")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="default auto: CUDA when present (memory: the CPU, and CUDA too when present)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--out", default="bench", help="folder for the CSV and PNG (default ./bench)")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list on stdout")
@@ -133,7 +134,11 @@ def run_runtime(args: argparse.Namespace) -> int:
 def run_memory(args: argparse.Namespace) -> int:
     from cpnet.reports.memory import DEFAULT_BLOCKS, REFERENCES, SIZES, memory_rows, plot_memory
 
-    device = _setup(args)
+    _setup(args)
+    if args.device == "auto":  # the CPU always, and the GPU too when there is one
+        devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+    else:
+        devices = (_device(args.device).type,)
     sizes = SIZES
     if args.sizes:
         try:
@@ -143,21 +148,23 @@ def run_memory(args: argparse.Namespace) -> int:
         bad = [s for s in sizes if len(s) != 5]
         if bad:
             raise ValueError(f"--sizes: each size needs 5 values N,T,H,W,C, got {bad}")
-    rows = memory_rows(sizes, tuple(args.blocks or DEFAULT_BLOCKS), k=args.k, device=device.type,
+    rows = memory_rows(sizes, tuple(args.blocks or DEFAULT_BLOCKS), k=args.k, devices=devices,
                        repeats=args.repeats, threads=args.threads, log=_log)
     out = Path(args.out)
     files = [write_csv(rows, out / "memory.csv"), plot_memory(rows, out / "memory.png")]
     ratios = [c for c in ("mem_vs_nl", "time_vs_nl", "mem_vs_nl_full", "time_vs_nl_full") if any(c in r for r in rows)]
-    cols = ["block", "N", "T", "H", "W", "C", "k", "peak_mb", "seconds", *ratios]
+    cols = ["block", "device", "N", "T", "H", "W", "C", "k", "peak_mb", "seconds", *ratios]
     table = text_table(rows, cols, {"peak_mb": ".1f", "seconds": ".3f", **{c: ".3f" for c in ratios}})
-    notes = [f"{r['block']} / {ref} at N={r['N']} T={r['T']} {r['H']}x{r['W']} C={r['C']}: memory "
+    notes = [f"{r['block']} / {ref} at N={r['N']} T={r['T']} {r['H']}x{r['W']} C={r['C']} ({r['device']}): memory "
              f"{_fraction(r[f'mem_vs_{ref}'], ref)}, time {r[f'time_vs_{ref}']:.2f}x"
              for r in rows if not r["block"].startswith("nl") for ref in REFERENCES if r.get(f"time_vs_{ref}")]
     return _emit(args, rows, table, files, notes)
 
 
 def _fraction(ratio: float | None, ref: str) -> str:
-    return f"1/{1 / ratio:.1f}" if ratio else f"n/a (no growth measured for {ref})"
+    if ratio is None:
+        return f"n/a (no growth measured for {ref})"
+    return f"1/{1 / ratio:.1f}" if ratio > 0 else "0 (no growth measured)"
 
 
 def run_profile(args: argparse.Namespace) -> int:

@@ -126,30 +126,35 @@ def run_case(case: MemoryCase) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def memory_rows(sizes=SIZES, blocks=DEFAULT_BLOCKS, k: int = 8, device: str = "cpu", repeats: int = 3,
-                threads: int | None = None, log=None) -> list[dict]:
-    """Every block at every size, one process each; each row gains ``mem_vs_nl`` and ``time_vs_nl`` (its peak and
-    time over the pooled non-local block's at the same size) when ``nl`` is among the blocks, and likewise
-    ``mem_vs_nl_full`` / ``time_vs_nl_full`` for ``nl_full``."""
+def memory_rows(sizes=SIZES, blocks=DEFAULT_BLOCKS, k: int = 8, devices: tuple[str, ...] = ("cpu",),
+                repeats: int = 3, threads: int | None = None, log=None) -> list[dict]:
+    """Every block at every size on every device, one process each; each row gains ``mem_vs_nl`` and
+    ``time_vs_nl`` (its peak and time over the pooled non-local block's at the same size and device) when ``nl``
+    is among the blocks, and likewise ``mem_vs_nl_full`` / ``time_vs_nl_full`` for ``nl_full``."""
     rows = []
-    for size in sizes:
-        group = []
-        for block in blocks:
-            case = MemoryCase(block, *size, k=k, device=device, repeats=repeats, threads=threads)
-            row = run_case(case)
-            if log:
-                log(f"{block:<13} N={row['N']} T={row['T']} {row['H']}x{row['W']} C={row['C']}: "
-                    f"{row['peak_mb']:.0f} MB, {row['seconds']:.3f} s")
-            group.append(row)
-        for ref in REFERENCES:
-            base = next((r for r in group if r["block"] == ref), None)
-            if base is None:
-                continue
-            for row in group:
-                row[f"mem_vs_{ref}"] = row["peak_mb"] / base["peak_mb"] if base["peak_mb"] > 0 else None
-                row[f"time_vs_{ref}"] = row["seconds"] / base["seconds"] if base["seconds"] > 0 else None
-        rows += group
+    for device in devices:
+        for size in sizes:
+            group = []
+            for block in blocks:
+                row = run_case(MemoryCase(block, *size, k=k, device=device, repeats=repeats, threads=threads))
+                if log:
+                    log(f"{block:<13} N={row['N']} T={row['T']} {row['H']}x{row['W']} C={row['C']} {device}: "
+                        f"{row['peak_mb']:.0f} MB, {row['seconds']:.3f} s")
+                group.append(row)
+            rows += _with_ratios(group)
     return rows
+
+
+def _with_ratios(group: list[dict]) -> list[dict]:
+    """Add each reference block's ratios to the rows of one (size, device) group."""
+    for ref in REFERENCES:
+        base = next((r for r in group if r["block"] == ref), None)
+        if base is None:
+            continue
+        for row in group:
+            row[f"mem_vs_{ref}"] = row["peak_mb"] / base["peak_mb"] if base["peak_mb"] > 0 else None
+            row[f"time_vs_{ref}"] = row["seconds"] / base["seconds"] if base["seconds"] > 0 else None
+    return group
 
 
 def plot_memory(rows: list[dict], path: str | Path) -> Path:
@@ -157,7 +162,7 @@ def plot_memory(rows: list[dict], path: str | Path) -> Path:
     from cpnet.reports.tables import pyplot
 
     plt = pyplot()
-    sizes = list(dict.fromkeys((r["N"], r["T"], r["H"], r["W"], r["C"]) for r in rows))
+    sizes = list(dict.fromkeys((r["N"], r["T"], r["H"], r["W"], r["C"], r["device"]) for r in rows))
     blocks = list(dict.fromkeys(r["block"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     width = 0.8 / len(blocks)
@@ -165,14 +170,14 @@ def plot_memory(rows: list[dict], path: str | Path) -> Path:
                                    ("%.0f", "%.2f")):
         for j, block in enumerate(blocks):
             values = [next((r[key] for r in rows if r["block"] == block
-                            and (r["N"], r["T"], r["H"], r["W"], r["C"]) == s), 0.0) for s in sizes]
+                            and (r["N"], r["T"], r["H"], r["W"], r["C"], r["device"]) == s), 0.0) for s in sizes]
             bars = ax.bar([i + j * width for i in range(len(sizes))], values, width, label=block)
             ax.bar_label(bars, fmt=fmt, fontsize=7)
         ax.set_xticks([i + width * (len(blocks) - 1) / 2 for i in range(len(sizes))],
-                      [f"N={s[0]} T={s[1]}\n{s[2]}x{s[3]} C={s[4]}" for s in sizes])
+                      [f"N={s[0]} T={s[1]}\n{s[2]}x{s[3]} C={s[4]}\n{s[5]}" for s in sizes])
         ax.set_ylabel(label)
         ax.legend()
-    fig.suptitle(f"one CP module vs one non-local block, training step ({rows[0]['device']})")
+    fig.suptitle("one CP module vs one non-local block: forward + backward")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

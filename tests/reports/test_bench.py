@@ -86,14 +86,14 @@ def test_runtime_rejects_bad_grid(capsys):
 def test_memory_one_process_per_case(tmp_path, capsys):
     out = tmp_path / "mem"
     args = ["bench", "memory", "--sizes", "1,2,4,4,8", "--k", "2", "--repeats", "1", "--threads", "1",
-            "--out", str(out), "--json"]
+            "--blocks", "cp_recompute", "nl", "nl_full", "--device", "cpu", "--out", str(out), "--json"]
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["block"] for r in rows] == ["cp", "cp_recompute", "nl", "nl_full"]
+    assert [r["block"] for r in rows] == ["cp_recompute", "nl", "nl_full"]
     pids = {r["pid"] for r in rows}
-    assert len(pids) == 4 and os.getpid() not in pids  # each case measured in its own fresh process
-    assert all(r["peak_mb"] >= 0 and r["seconds"] > 0 and r["threads"] == 1 for r in rows)
-    nl, full = rows[2], rows[3]
+    assert len(pids) == 3 and os.getpid() not in pids  # each case measured in its own fresh process
+    assert all(r["peak_mb"] >= 0 and r["seconds"] > 0 and r["threads"] == 1 and r["device"] == "cpu" for r in rows)
+    nl, full = rows[1], rows[2]
     for r in rows:
         assert r["time_vs_nl"] == pytest.approx(r["seconds"] / nl["seconds"])
         assert r["time_vs_nl_full"] == pytest.approx(r["seconds"] / full["seconds"])
@@ -115,8 +115,8 @@ def test_memory_ratios_printed(tmp_path, capsys, monkeypatch):
     out = tmp_path / "mem"
     assert main(["bench", "memory", "--sizes", "1,2,4,4,8", "--blocks", "cp", "nl", "nl_full", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "cp / nl at N=1 T=2 4x4 C=8: memory 1/8.0, time 0.40x" in printed
-    assert "cp / nl_full at N=1 T=2 4x4 C=8: memory 1/16.0, time 0.20x" in printed
+    assert "cp / nl at N=1 T=2 4x4 C=8 (cpu): memory 1/8.0, time 0.40x" in printed
+    assert "cp / nl_full at N=1 T=2 4x4 C=8 (cpu): memory 1/16.0, time 0.20x" in printed
     shown = printed_table(printed, "block")
     assert [(p["block"], p["peak_mb"], p["mem_vs_nl"], p["time_vs_nl_full"]) for p in shown] == [
         ("cp", "100.0", "0.125", "0.200"), ("nl", "800.0", "1.000", "0.500"), ("nl_full", "1600.0", "2.000", "1.000")]
