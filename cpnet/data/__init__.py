@@ -8,4 +8,8 @@
 - ``dataset.ClipDataset`` / ``ViewDataset`` / ``collate_skip``: the torch Datasets training and evaluation use.
 - ``synthetic``: the time-reversal-paired motion set (``SyntheticMotion``, ``write_jester``).
 - ``commands``: what ``cpnet data check`` does.
+
+Errors name the offending file (and line or entry): absent files raise FileNotFoundError; malformed annotation
+files ValueError (wrong separator or header, unknown class, duplicate id, undecodable text), an annotation file
+listing no video ``EmptySplitError``; media that exist but do not decode ``MediaError`` (both ValueErrors).
 """
