@@ -148,7 +148,10 @@ def test_resumed_run_ends_with_exactly_the_uninterrupted_parameters(tmp_path):
     torch.manual_seed(123)  # a fresh process would have other RNG states: resume must restore them
     model, opt, sched, train, val, kw = make_run(tmp_path, name="cut")
     torch.randn(100)
+    stale = tmp_path / "cut" / f".{LAST}.tmp4242"  # as left by a process killed mid-write
+    stale.write_bytes(b"partial")
     fit(model, opt, sched, train, val, resume=True, **kw)
+    assert not stale.exists()
     for key, value in model.state_dict().items():
         assert torch.equal(value, reference[key]), key
     epochs = [json.loads(x)["epoch"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]

@@ -46,6 +46,17 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that a process killed mid-``atomic_save`` left in ``folder``; returns them.
+
+    A killed process never reaches its own clean-up, so a resumed run removes them (they never hold a complete
+    checkpoint: the rename is the commit point)."""
+    stale = [p for p in Path(folder).glob(".*.pt.tmp*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (POSIX); a no-op where folders cannot be opened (Windows)."""
     try:

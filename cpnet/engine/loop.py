@@ -34,6 +34,7 @@ from cpnet.engine.checkpoint import (
     load_checkpoint,
     load_model_state,
     make_checkpoint,
+    remove_stale_temporaries,
     rng_state,
     set_rng_state,
 )
@@ -248,6 +249,9 @@ def fit(
     if resume:
         start_epoch, best = _resume(out_dir / LAST, model, optimizer, schedule, scaler, meta)
         log(f"resumed {out_dir / LAST} after epoch {start_epoch}")
+        if main:
+            for stale in remove_stale_temporaries(out_dir):
+                log(f"removed {stale.name}, left by a process killed while writing a checkpoint")
     history, record = [r for r in read_records(out_dir) if r.get("epoch", 0) <= start_epoch], {}
     barrier()  # every rank has read metrics.jsonl before rank 0 rewrites it
     run_log = RunLog(out_dir, keep_epochs=start_epoch) if main else None

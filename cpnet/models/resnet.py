@@ -227,6 +227,8 @@ class VideoResNet(nn.Module):
         """Clip (N, C_in, T, H, W) -> last-stage features (N, num_features, T, H/32, W/32) (H/16 with stem_stride 1)."""
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected a clip of shape (N, {self.in_channels}, T, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"expected a floating-point clip (normalised RGB), got dtype {x.dtype}")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 

@@ -171,3 +171,9 @@ def test_public_api():
                  "count_params", "count_params_paper", "create_model", "list_models", "register_model"):
         assert callable(getattr(models, name)), name
     assert cpnet.create_model is models.create_model and cpnet.list_models() == PRESETS
+
+
+def test_integer_clip_is_refused_naming_the_dtype():
+    model = create_model("c2d_r18", **TINY)
+    with pytest.raises(ValueError, match="torch.uint8"):
+        model(torch.zeros(1, 3, 2, 32, 32, dtype=torch.uint8))
