@@ -111,7 +111,7 @@ def plot_gains(rows: list[dict], path: str | Path, label_a: str, label_b: str) -
     gains = [100 * r["gain"] for r in scored]
     ax.bar(x, gains, color=["tab:green" if g >= 0 else "tab:red" for g in gains])
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(list(x), [r["class_name"] for r in scored], rotation=90, fontsize=7)
+    ax.set_xticks(list(x), [r["class_name"] for r in scored], rotation=90, fontsize=9 if len(scored) <= 30 else 6)
     ax.set_xlim(-0.6, len(scored) - 0.4)
     ax.set_ylabel(f"top-1 of {label_b} minus {label_a} (points)")
     ax.set_title(f"per-class gain of {label_b} over {label_a}")
