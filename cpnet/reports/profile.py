@@ -10,8 +10,9 @@ Method (the forward code is not touched and nothing is monkey-patched):
    C = [output conv → end] (output conv + BN, upsampling after a shrink).
 2. The kNN is a function inside A, so it is timed separately: each module's input is captured on the first
    forward and ``cross_frame_knn`` is re-run on exactly the points the module searches (median of repeats).
-3. kNN = Σ separate kNN times; pair MLP = A + B − kNN − bottleneck; rest = C + bottleneck;
+3. kNN = Σ separate kNN times; pair MLP = B + max(0, A − kNN − bottleneck); rest = C + bottleneck;
    backbone = whole forward − Σ (A + B + C). Each is the median over the timed forwards; shares are of their sum.
+   The eval-mode first BatchNorm is called as a module, so a hook on it fires; the bottleneck likewise.
 """
 
 from __future__ import annotations
