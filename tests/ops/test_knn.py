@@ -34,11 +34,14 @@ CASES = [  # (N, T, H, W, C, k)
 
 @pytest.mark.parametrize("n,t,h,w,c,k", CASES)
 @pytest.mark.parametrize("block_size", [None, 1, 3, 5])
-def test_knn_matches_brute_force(n: int, t: int, h: int, w: int, c: int, k: int, block_size: int | None) -> None:
+@pytest.mark.parametrize("method", ["rows", "pairs"])
+def test_knn_matches_brute_force(
+    n: int, t: int, h: int, w: int, c: int, k: int, block_size: int | None, method: str
+) -> None:
     gen = torch.Generator().manual_seed(n * 1000 + t * 100 + h * 10 + k)
     x = torch.randn(n, t * h * w, c, generator=gen, dtype=torch.float64)
     expected = brute_force_knn(x, t, k)
-    assert torch.equal(cross_frame_knn(x, t, k, block_size=block_size), expected)
+    assert torch.equal(cross_frame_knn(x, t, k, block_size=block_size, method=method), expected)
     assert torch.equal(cross_frame_knn_dense(x, t, k), expected)
 
 
@@ -49,7 +52,8 @@ def test_blocked_equals_dense_at_larger_sizes(t: int, hw: int, k: int) -> None:
     x = torch.randn(2, t * hw, 16, generator=gen, dtype=torch.float64)
     dense = cross_frame_knn_dense(x, t, k)
     for block_size in (None, 17, hw):
-        assert torch.equal(cross_frame_knn(x, t, k, block_size=block_size), dense)
+        for method in ("rows", "pairs"):
+            assert torch.equal(cross_frame_knn(x, t, k, block_size=block_size, method=method), dense)
 
 
 def _distances(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -100,9 +104,22 @@ def test_errors_name_the_bad_value(x: torch.Tensor, t: int, k: int, match: str) 
             fn(x, t, k)
 
 
-def test_bad_block_size() -> None:
+def test_bad_block_size_and_method() -> None:
     with pytest.raises(ValueError, match="block_size"):
         cross_frame_knn(torch.zeros(1, 4, 2), 2, 1, block_size=0)
+    with pytest.raises(ValueError, match="method must be"):
+        cross_frame_knn(torch.zeros(1, 4, 2), 2, 1, method="fast")
+
+
+def test_auto_method_picks_by_points_per_clip(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cpnet.ops.knn as knn
+
+    calls = []
+    monkeypatch.setattr(knn, "_knn_rows", lambda *a: calls.append("rows"))
+    monkeypatch.setattr(knn, "_knn_pairs", lambda *a: calls.append("pairs"))
+    knn.cross_frame_knn(torch.zeros(1, knn.PAIRS_MIN_POINTS - 2, 3), 2, 1)
+    knn.cross_frame_knn(torch.zeros(1, knn.PAIRS_MIN_POINTS, 3), 2, 1)
+    assert calls == ["rows", "pairs"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
