@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from cpnet.ops.knn import cross_frame_knn
+from cpnet.ops.pair_mlp import fold_batch_norm, folded_pair_mlp, fused_pair_mlp, point_projections
 from cpnet.ops.video import from_points, gather_points, pair_features, point_coords, to_points
 
 __all__ = ["CPModule"]
@@ -34,8 +35,12 @@ class CPModule(nn.Module):
             module output exactly zero, so a CPNet starts as its C2D backbone; training from scratch on a short
             budget learns much faster with 1 (SPEC §1.7).
         block_size: query rows per block of the kNN (memory/speed trade-off; results do not depend on it).
-        recompute: keep only the per-point projections and neighbour indices for backward and recompute the
-            (N·P·k)-row pair MLP there, instead of storing its activations. Same results, much less memory.
+        recompute: do not store the (N·P·k)-row pair activations for backward. An MLP of one or two layers (the
+            presets') runs through a fused function that keeps only per-point tensors and recomputes one chunk of
+            pairs at a time in backward (:func:`~cpnet.ops.pair_mlp.fused_pair_mlp`); a deeper one is recomputed
+            whole in backward through ``torch.utils.checkpoint``. Same results, less memory.
+        chunk_size: points per chunk of the fused pair MLP (default: about 2M elements per pair tensor); a
+            memory/speed trade-off, results equal up to rounding.
         coords: "normalized" — displacements in (t/T, h/H, w/W), as SPEC §1.3 defines them (the presets) — or
             "grid" — in grid steps (t, h, w). Both carry the same information, but a one-frame step is 1/T in
             the first and 1 in the second, and the gradient reaching W_Δ scales with it: trained from scratch on
@@ -54,6 +59,7 @@ class CPModule(nn.Module):
         init_gamma: float = 0.0,
         block_size: int | None = None,
         recompute: bool = False,
+        chunk_size: int | None = None,
         coords: str = "normalized",
         decomposed: bool = True,
     ) -> None:
@@ -65,12 +71,14 @@ class CPModule(nn.Module):
             raise ValueError(f"k must be >= 1, got k={k}")
         if coords not in ("normalized", "grid"):
             raise ValueError(f"coords must be 'normalized' or 'grid', got {coords!r}")
+        if chunk_size is not None and int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got chunk_size={chunk_size}")
         if shrink is not None and int(shrink) < 1:
             raise ValueError(f"shrink must be a positive integer, got shrink={shrink}")
         self.channels, self.k, self.mlp = channels, int(k), mlp
         self.shrink, self.block_size = shrink, block_size
         self.init_gamma, self.recompute, self.decomposed = float(init_gamma), recompute, decomposed
-        self.coords = coords
+        self.coords, self.chunk_size = coords, chunk_size
         search_channels = bottleneck or channels
         self.reduce = (
             nn.Sequential(nn.Conv3d(channels, bottleneck, 1), nn.BatchNorm3d(bottleneck)) if bottleneck else None
@@ -137,18 +145,42 @@ class CPModule(nn.Module):
         return self._rest_of_mlp(h, [True])
 
     def _decomposed_pairs(self, points: torch.Tensor, coords: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """First layer as per-point projections gathered: W·[c_q − c_p, x_p, x_q] + b = u_q + v_p with
-        u = W_q·x + W_Δ·c and v = W_p·x + b − W_Δ·c, computed once per point, not once per pair."""
-        c = points.shape[-1]
-        weight, bias = self.layers[0].weight, self.layers[0].bias  # (m0, 2C'+3), (m0,)
-        w_delta, w_p, w_q = weight[:, :3], weight[:, 3 : 3 + c], weight[:, 3 + c :]
-        c_proj = coords.to(points.dtype) @ w_delta.t()  # (P, m0)
-        u = points @ w_q.t() + c_proj  # (N, P, m0)
-        v = points @ w_p.t() + bias - c_proj  # (N, P, m0)
+        """First layer as per-point projections gathered (u_q + v_p, see :func:`point_projections`), computed once
+        per point, not once per pair; then the rest of the MLP in the form that fits the mode:
+
+        - eval-mode BatchNorms: folded into the linear maps (:func:`folded_pair_mlp`);
+        - ``recompute`` with grad enabled, training-mode BatchNorms: one or two layers through the fused function
+          (:func:`fused_pair_mlp`, no pair activation kept), more layers through ``torch.utils.checkpoint``;
+        - otherwise the pair activations are stored as usual.
+        """
+        if self._foldable():
+            layers = [fold_batch_norm(layer.weight, layer.bias, norm.running_mean, norm.running_var, norm.weight,
+                                      norm.bias, norm.eps) for layer, norm in zip(self.layers, self.norms)]
+            u, v = point_projections(points, coords, *layers[0])
+            return folded_pair_mlp(u, v, idx, layers[1:])
+        u, v = point_projections(points, coords, self.layers[0].weight, self.layers[0].bias)
         update_stats = [True]  # BN running statistics are updated on the first pass only, not on recomputation
         if self.recompute and torch.is_grad_enabled():
+            if len(self.mlp) <= 2 and all(norm.training for norm in self.norms):
+                return self._fused_mlp(u, v, idx)
             return checkpoint(self._gathered_mlp, u, v, idx, update_stats, use_reentrant=False)
         return self._gathered_mlp(u, v, idx, update_stats)
+
+    def _foldable(self) -> bool:
+        """Every pair-MLP BatchNorm is in eval mode with running statistics, and none carries a hook (a hook on
+        a BatchNorm, e.g. the profiler's or the visualisation's, expects the unfolded module to be called)."""
+        return all(not norm.training and norm.running_mean is not None and not norm._forward_hooks
+                   and not norm._forward_pre_hooks for norm in self.norms)
+
+    def _fused_mlp(self, u: torch.Tensor, v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Training-mode MLP of one or two layers without stored pair activations; running statistics updated
+        as ``nn.BatchNorm1d`` does for a batch of all N·P·k pairs."""
+        norms = [(norm.weight, norm.bias, norm.eps) for norm in self.norms]
+        second = (self.layers[1].weight, self.layers[1].bias) if len(self.mlp) == 2 else None
+        pooled, stats = fused_pair_mlp(u, v, idx, norms[0], second, norms[1] if second else None, self.chunk_size)
+        for norm, (mean, var) in zip(self.norms, stats):
+            _update_running_stats(norm, mean, var, idx.numel())
+        return pooled
 
     def _gathered_mlp(
         self, u: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, update_stats: list[bool]
@@ -175,3 +207,16 @@ def _batch_norm(norm: nn.BatchNorm1d, h: torch.Tensor, update_stats: bool) -> to
         return norm(h)
     mean, var = norm.running_mean.clone(), norm.running_var.clone()
     return F.batch_norm(h, mean, var, norm.weight, norm.bias, True, norm.momentum or 0.0, norm.eps)
+
+
+@torch.no_grad()
+def _update_running_stats(norm: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
+    """What a training-mode ``norm`` does to its buffers given a batch of ``count`` rows with this mean and
+    biased variance: num_batches_tracked += 1 and an exponential (or, with momentum None, cumulative) average
+    of the mean and the unbiased variance."""
+    if not norm.track_running_stats or norm.running_mean is None:
+        return
+    norm.num_batches_tracked += 1
+    factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+    norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+    norm.running_var.mul_(1 - factor).add_(var * (count / max(1, count - 1)), alpha=factor)
