@@ -210,6 +210,7 @@ def _knn_rows(left: torch.Tensor, right: torch.Tensor, hw: int, k: int, block_si
             a, b = max(r0, f * hw) - r0, min(r1, (f + 1) * hw) - r0
             score[:, a:b, f * hw : (f + 1) * hw] = float("-inf")
         out[:, r0:r1] = _topk_last(score, k)[1]
+        del score  # one block alive at a time
     return out
 
 
@@ -238,6 +239,7 @@ def _knn_pairs(
             v, i = _topk_columns(score, min(k, r1 - r0))  # (N, Bc, kc): columns' nearest among these rows
             col_vals.append(v)
             col_idx.append(i + r0)
+            del score  # free this block before the next one is allocated: one block alive at a time
         v, i = torch.cat(col_vals, dim=2), torch.cat(col_idx, dim=2)  # (N, Bc, Σkc)
         if v.shape[2] > k:
             v, pos = v.topk(k, dim=2)
