@@ -8,18 +8,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cpnet.models.cp as cp_module
 from cpnet.models.cp import CPModule
 from cpnet.ops.knn import cross_frame_knn_dense
+from cpnet.ops.pair_mlp import fused_pair_mlp
+
+EXACT = {"rtol": 1e-9, "atol": 1e-9}  # float64: the fast forms are the same maths up to summation order
 
 
 def _randomise(module: CPModule, seed: int = 0) -> CPModule:
-    """Non-trivial BN parameters everywhere, so that no test passes by a zero or identity layer."""
+    """Non-trivial BN parameters everywhere, so that no test passes by a zero or identity layer; the pair MLP's γ
+    take both signs (the fused form takes a per-channel max or min by the sign of γ)."""
     gen = torch.Generator().manual_seed(seed)
     for name, p in module.named_parameters():
         if "norm" in name or "bn" in name or "reduce.1" in name:
             with torch.no_grad():
                 p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype) + 0.5 if name.endswith("weight")
                         else torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.1)
+                if name.startswith("norms.") and name.endswith("weight"):
+                    p.mul_(torch.randint(0, 2, p.shape, generator=gen).to(p.dtype) * 2 - 1)
     return module
 
 
@@ -62,10 +69,12 @@ def reference_cp(module: CPModule, s: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kwargs", [{}, {"bottleneck": 3}, {"shrink": 2}, {"decomposed": False},
                                     {"recompute": True}, {"bottleneck": 4, "shrink": 2}, {"coords": "grid"},
-                                    {"coords": "grid", "shrink": 2, "recompute": True}])
+                                    {"coords": "grid", "shrink": 2, "recompute": True},
+                                    {"recompute": True, "chunk_size": 7}, {"recompute": True, "mlp": [5]},
+                                    {"recompute": True, "mlp": [5, 4, 3]}])
 def test_matches_spec_reference(kwargs: dict) -> None:
     torch.manual_seed(0)
-    m = _randomise(CPModule(6, k=3, mlp=[5, 4], **kwargs).double().train())
+    m = _randomise(CPModule(6, k=3, **{"mlp": [5, 4], **kwargs}).double().train())
     s = torch.randn(2, 6, 3, 4, 5, dtype=torch.float64)
     torch.testing.assert_close(m(s), reference_cp(m, s))
 
@@ -91,22 +100,67 @@ def _forward_backward(m: CPModule, s: torch.Tensor, seed: int = 1) -> tuple[torc
     return out.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}, s.grad
 
 
-@pytest.mark.parametrize("variant", [{"decomposed": False}, {"recompute": True}, {"block_size": 3}])
-def test_fast_forms_equal_plain_form_forward_backward_and_running_stats(variant: dict) -> None:
+@pytest.mark.parametrize("mlp", [[5, 7], [6], [5, 4, 3]])
+@pytest.mark.parametrize("variant", [{"decomposed": False}, {"recompute": True}, {"block_size": 3},
+                                     {"recompute": True, "chunk_size": 5}, {"recompute": True, "chunk_size": 1}])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_fast_forms_equal_plain_form_forward_backward_and_running_stats(variant: dict, mlp: list, momentum) -> None:
+    """Two training steps (36 points: chunks of 5 split them unevenly); buffers include num_batches_tracked."""
     torch.manual_seed(0)
-    base = _randomise(CPModule(6, k=4, mlp=[5, 7]).double().train())
+    base = _randomise(CPModule(6, k=4, mlp=mlp).double().train())
+    for norm in base.norms:
+        norm.momentum = momentum
     other = copy.deepcopy(base)
     for key, value in variant.items():
         setattr(other, key, value)
-    s = torch.randn(2, 6, 4, 3, 3, dtype=torch.float64)
-    out_a, grads_a, gs_a = _forward_backward(base, s)
-    out_b, grads_b, gs_b = _forward_backward(other, s)
-    torch.testing.assert_close(out_a, out_b)
-    torch.testing.assert_close(gs_a, gs_b)
-    for name in grads_a:
-        torch.testing.assert_close(grads_a[name], grads_b[name], msg=name)
-    for (name, a), b in zip(base.named_buffers(), other.buffers()):
-        torch.testing.assert_close(a, b, msg=name)  # recompute must not update BN statistics twice
+    for step in range(2):
+        s = torch.randn(2, 6, 4, 3, 3, dtype=torch.float64)
+        out_a, grads_a, gs_a = _forward_backward(base, s, seed=step)
+        out_b, grads_b, gs_b = _forward_backward(other, s, seed=step)
+        torch.testing.assert_close(out_a, out_b, **EXACT)
+        torch.testing.assert_close(gs_a, gs_b, **EXACT)
+        for name in grads_a:
+            torch.testing.assert_close(grads_a[name], grads_b[name], **EXACT, msg=name)
+        for (name, a), b in zip(base.named_buffers(), other.buffers()):
+            torch.testing.assert_close(a, b, **EXACT, msg=name)  # updated once per step, as nn.BatchNorm1d does
+        base.zero_grad(), other.zero_grad()
+
+
+@pytest.mark.parametrize("mlp,fused", [([5], True), ([5, 4], True), ([5, 4, 3], False)])
+def test_recompute_runs_the_fused_mlp_only_when_training_with_grad(monkeypatch, mlp: list, fused: bool) -> None:
+    calls = []
+    monkeypatch.setattr(cp_module, "fused_pair_mlp", lambda *a, **kw: calls.append(1) or fused_pair_mlp(*a, **kw))
+    m = CPModule(6, k=2, mlp=mlp, recompute=True).train()
+    s = torch.randn(2, 6, 2, 3, 3)
+    m(s)
+    assert len(calls) == int(fused)
+    with torch.no_grad():
+        m(s)
+        m.eval()(s)
+    assert len(calls) == int(fused)
+
+
+@pytest.mark.parametrize("mlp", [[5], [5, 4], [5, 4, 3]])
+def test_eval_mode_folds_the_pair_mlp_batch_norms(monkeypatch, mlp: list) -> None:
+    """Eval output equals the unfolded (plain) form's, and no pair-MLP BatchNorm runs — unless one carries a hook
+    (profiling and visualisation hook them), which keeps the unfolded path."""
+    torch.manual_seed(0)
+    m = _randomise(CPModule(6, k=3, mlp=mlp, bottleneck=4).double().train())
+    s = torch.randn(2, 6, 3, 4, 5, dtype=torch.float64)
+    m(s)  # non-trivial running statistics
+    plain = copy.deepcopy(m).eval()
+    plain.decomposed = False
+    m.eval()
+    calls = []
+    batch_norm = F.batch_norm
+    monkeypatch.setattr(F, "batch_norm", lambda *a, **kw: calls.append(1) or batch_norm(*a, **kw))
+    torch.testing.assert_close(m(s), plain(s), **EXACT)
+    folded_calls = len(calls)
+    handle = m.norms[0].register_forward_pre_hook(lambda *_: None)
+    torch.testing.assert_close(m(s), plain(s), **EXACT)
+    handle.remove()
+    assert folded_calls == 2 + 2 + len(mlp)  # reduce + out BN, and for the plain module those plus its MLP's
+    assert len(calls) - folded_calls == 2 + len(mlp) + 2 + len(mlp)
 
 
 def test_shrink_searches_the_subsampled_grid_and_repeats_back() -> None:
@@ -135,5 +189,7 @@ def test_bad_constructor_arguments() -> None:
         CPModule(4, k=2, mlp=[])
     with pytest.raises(ValueError, match="k must be"):
         CPModule(4, k=0, mlp=[2])
+    with pytest.raises(ValueError, match="chunk_size must be"):
+        CPModule(4, k=2, mlp=[2], chunk_size=0)
     with pytest.raises(ValueError, match="coords must be"):
         CPModule(4, k=2, mlp=[2], coords="pixels")
