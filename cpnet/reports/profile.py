@@ -2,17 +2,16 @@
 
 Method (the forward code is not touched and nothing is monkey-patched):
 
-1. Forward hooks time every CP module *inside the real model forward*: a pre-hook on the module, on its first
-   MLP BatchNorm (``norms[0]``, called as soon as the first layer's pre-activations exist), on its output conv,
-   and a hook at its end (plus its bottleneck conv when it has one) split each call into
-   A = [start → first BN] (bottleneck, point flattening, kNN, per-point projections, gather),
-   B = [first BN → output conv] (the MLP layers and the max-pool over k) and
-   C = [output conv → end] (output conv + BN, upsampling after a shrink).
+1. Forward hooks time every CP module *inside the real model forward*: a pre-hook on the module, on its output
+   conv, and a hook at its end (plus its bottleneck conv when it has one) split each call into
+   A = [start → output conv] (bottleneck, point flattening, kNN, per-point projections, gather, the MLP and the
+   max-pool over k) and C = [output conv → end] (output conv + BN, upsampling after a shrink). No hook sits on
+   the pair MLP's BatchNorms: that would stop the CP module from folding them into the linear maps in eval mode,
+   and the profile would time a slower path than inference runs.
 2. The kNN is a function inside A, so it is timed separately: each module's input is captured on the first
    forward and ``cross_frame_knn`` is re-run on exactly the points the module searches (median of repeats).
-3. kNN = Σ separate kNN times; pair MLP = B + max(0, A − kNN − bottleneck); rest = C + bottleneck;
-   backbone = whole forward − Σ (A + B + C). Each is the median over the timed forwards; shares are of their sum.
-   The eval-mode first BatchNorm is called as a module, so a hook on it fires; the bottleneck likewise.
+3. kNN = Σ separate kNN times; pair MLP = max(0, A − kNN − bottleneck); rest = C + bottleneck;
+   backbone = whole forward − Σ (A + C). Each is the median over the timed forwards; shares are of their sum.
 """
 
 from __future__ import annotations
@@ -53,7 +52,6 @@ class _Stopwatch:
             self.mark((name, "start"))()
 
         self.handles.append(cp.register_forward_pre_hook(capture))
-        self.handles.append(cp.norms[0].register_forward_pre_hook(self.mark((name, "mlp"))))
         self.handles.append(cp.out_conv.register_forward_pre_hook(self.mark((name, "out"))))
         self.handles.append(cp.register_forward_hook(self.mark((name, "end"))))
         if cp.reduce is not None:
@@ -79,7 +77,7 @@ def profile_model(model: nn.Module, clip: torch.Tensor, repeats: int = 5, warmup
     try:
         for _ in range(warmup):
             model(clip)
-        per_run: dict[str, list[float]] = {"total": [], "a": [], "b": [], "c": [], "reduce": []}
+        per_run: dict[str, list[float]] = {"total": [], "a": [], "c": [], "reduce": []}
         for _ in range(repeats):
             watch.events.clear()
             sync()
@@ -88,8 +86,7 @@ def profile_model(model: nn.Module, clip: torch.Tensor, repeats: int = 5, warmup
             sync()
             per_run["total"].append(time.perf_counter() - t0)
             ev = watch.events
-            for key, (lo, hi) in {"a": ("start", "mlp"), "b": ("mlp", "out"), "c": ("out", "end"),
-                                  "reduce": ("reduce0", "reduce1")}.items():
+            for key, (lo, hi) in {"a": ("start", "out"), "c": ("out", "end"), "reduce": ("reduce0", "reduce1")}.items():
                 per_run[key].append(sum(ev[(n, hi)] - ev[(n, lo)] for n in modules if (n, lo) in ev))
     finally:
         watch.remove()
@@ -99,13 +96,13 @@ def profile_model(model: nn.Module, clip: torch.Tensor, repeats: int = 5, warmup
         t = watch.inputs[name].shape[2]
         knn += median_seconds(lambda cp=cp, points=points, t=t: cross_frame_knn(points, t, cp.k, cp.block_size),
                               repeats, warmup, sync)
-    cp_time = [a + b + c for a, b, c in zip(per_run["a"], per_run["b"], per_run["c"])]
+    cp_time = [a + c for a, c in zip(per_run["a"], per_run["c"])]
     seconds = {
         "backbone": median(tot - cp for tot, cp in zip(per_run["total"], cp_time)),
         "knn": knn,
-        # A − kNN − bottleneck is what A spends on projections and the gather; clamped, as timing noise can make
-        # the separately timed kNN exceed its share of A when A is short.
-        "pair_mlp": median(per_run["b"]) + max(0.0, median(per_run["a"]) - knn - median(per_run["reduce"])),
+        # A − kNN − bottleneck is what A spends on projections, gather, MLP and max; clamped, as timing noise can
+        # make the separately timed kNN exceed its share of A when A is short.
+        "pair_mlp": max(0.0, median(per_run["a"]) - knn - median(per_run["reduce"])),
         "cp_rest": median(per_run["c"]) + median(per_run["reduce"]),
     }
     whole = sum(seconds.values())

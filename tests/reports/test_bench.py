@@ -159,3 +159,16 @@ def test_profile_without_cp_is_all_backbone_and_hooks_are_removed():
     cp_model = cpnet.create_model("cpnet_r18", num_classes=3, **TINY_MODEL)
     profile_model(cp_model, torch.randn(1, 3, 4, 32, 32), repeats=1)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in cp_model.modules())
+
+
+def test_profile_times_the_folded_inference_path(monkeypatch):
+    # A hook on a pair-MLP BatchNorm would stop the CP module from folding it: the profile must time what inference
+    # runs, so every CP module must still be foldable while the profiler's hooks are attached.
+    from cpnet.models.cp import CPModule
+
+    seen = []
+    original = CPModule._foldable
+    monkeypatch.setattr(CPModule, "_foldable", lambda self: seen.append(original(self)) or seen[-1])
+    cp_model = cpnet.create_model("cpnet_r18", num_classes=3, **TINY_MODEL)
+    profile_model(cp_model, torch.randn(1, 3, 4, 32, 32), repeats=1)
+    assert seen and all(seen)
