@@ -203,14 +203,14 @@ def _knn_rows(left: torch.Tensor, right: torch.Tensor, hw: int, k: int, block_si
     rows = block_size if block_size < hw else (block_size // hw) * hw  # whole frames, or part of one
     cols_t = right.transpose(1, 2)  # (N, C+2, P)
     out = torch.empty((n, p, k), dtype=torch.long, device=left.device)
+    buffer = left.new_empty(n * min(rows, p) * p)  # one block, reused: no fresh pages per block
     for r0 in range(0, p, rows):
         r1 = min(r0 + rows, p)
-        score = torch.bmm(left[:, r0:r1], cols_t)  # (N, R, P) = −‖x_r − x_c‖²
+        score = torch.bmm(left[:, r0:r1], cols_t, out=buffer[: n * (r1 - r0) * p].view(n, r1 - r0, p))  # (N, R, P)
         for f in range(r0 // hw, (r1 - 1) // hw + 1):  # mask each row's own frame
             a, b = max(r0, f * hw) - r0, min(r1, (f + 1) * hw) - r0
             score[:, a:b, f * hw : (f + 1) * hw] = float("-inf")
         out[:, r0:r1] = _topk_last(score, k)[1]
-        del score  # one block alive at a time
     return out
 
 
@@ -226,20 +226,23 @@ def _knn_pairs(
     cand_val = torch.full((levels, n, p, k), float("-inf"), dtype=left.dtype, device=left.device)  # −distance
     cand_idx = torch.zeros((levels, n, p, k), dtype=torch.long, device=left.device)
 
+    # One block buffer, reused: fresh pages for every block would cost page faults and allocator churn.
+    biggest = max(min(block_size, (mid - lo) * hw) * (hi - mid) * hw for lo, mid, hi, _ in splits)
+    buffer = left.new_empty(n * biggest)
     for lo, mid, hi, level in splits:
         a0, a1, b0, b1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
         cols_t = right[:, b0:b1].transpose(1, 2)  # (N, C+2, Bc)
         col_vals, col_idx = [], []
         for r0 in range(a0, a1, block_size):
             r1 = min(r0 + block_size, a1)
-            score = torch.bmm(left[:, r0:r1], cols_t)  # (N, R, Bc) = −‖x_r − x_c‖²
+            block = buffer[: n * (r1 - r0) * (b1 - b0)].view(n, r1 - r0, b1 - b0)
+            score = torch.bmm(left[:, r0:r1], cols_t, out=block)  # (N, R, Bc) = −‖x_r − x_c‖²
             kr = min(k, b1 - b0)
             v, i = _topk_last(score, kr)  # (N, R, kr): rows' nearest among the columns
             cand_val[level, :, r0:r1, :kr], cand_idx[level, :, r0:r1, :kr] = v, i + b0
             v, i = _topk_columns(score, min(k, r1 - r0))  # (N, Bc, kc): columns' nearest among these rows
             col_vals.append(v)
             col_idx.append(i + r0)
-            del score  # free this block before the next one is allocated: one block alive at a time
         v, i = torch.cat(col_vals, dim=2), torch.cat(col_idx, dim=2)  # (N, Bc, Σkc)
         if v.shape[2] > k:
             v, pos = v.topk(k, dim=2)
