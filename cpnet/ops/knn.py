@@ -137,6 +137,17 @@ def _topk_columns(score: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
     return val, cand.gather(2, pos)
 
 
+def _bmm_into(a: torch.Tensor, b: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for (N, R, D) × (N, D, B), written into the front of the flat ``buffer`` (reused across blocks).
+
+    Traced for export, a plain bmm: the exporters do not translate ``out=``, and a traced graph owns its memory.
+    """
+    if torch.jit.is_tracing():
+        return torch.bmm(a, b)
+    n, r, _ = a.shape
+    return torch.bmm(a, b, out=buffer[: n * r * b.shape[2]].view(n, r, b.shape[2]))
+
+
 def _frame_halves(num_frames: int) -> list[tuple[int, int, int, int]]:
     """Bisect the frame range recursively: (lo, mid, hi, level) for every split. The cross blocks
     [lo, mid) × [mid, hi) cover each pair of distinct frames exactly once and are as square as possible; a frame
@@ -206,7 +217,7 @@ def _knn_rows(left: torch.Tensor, right: torch.Tensor, hw: int, k: int, block_si
     buffer = left.new_empty(n * min(rows, p) * p)  # one block, reused: no fresh pages per block
     for r0 in range(0, p, rows):
         r1 = min(r0 + rows, p)
-        score = torch.bmm(left[:, r0:r1], cols_t, out=buffer[: n * (r1 - r0) * p].view(n, r1 - r0, p))  # (N, R, P)
+        score = _bmm_into(left[:, r0:r1], cols_t, buffer)  # (N, R, P) = −‖x_r − x_c‖²
         for f in range(r0 // hw, (r1 - 1) // hw + 1):  # mask each row's own frame
             a, b = max(r0, f * hw) - r0, min(r1, (f + 1) * hw) - r0
             score[:, a:b, f * hw : (f + 1) * hw] = float("-inf")
@@ -235,8 +246,7 @@ def _knn_pairs(
         col_vals, col_idx = [], []
         for r0 in range(a0, a1, block_size):
             r1 = min(r0 + block_size, a1)
-            block = buffer[: n * (r1 - r0) * (b1 - b0)].view(n, r1 - r0, b1 - b0)
-            score = torch.bmm(left[:, r0:r1], cols_t, out=block)  # (N, R, Bc) = −‖x_r − x_c‖²
+            score = _bmm_into(left[:, r0:r1], cols_t, buffer)  # (N, R, Bc) = −‖x_r − x_c‖²
             kr = min(k, b1 - b0)
             v, i = _topk_last(score, kr)  # (N, R, kr): rows' nearest among the columns
             cand_val[level, :, r0:r1, :kr], cand_idx[level, :, r0:r1, :kr] = v, i + b0
