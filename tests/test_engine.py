@@ -234,3 +234,18 @@ def test_summarize_counts_each_video_once_and_reports_unreadable_videos():
     assert s["per_class_accuracy"] == {"a": 0.5, "b": None}
     unlabelled = summarize(ViewLogits(logits, np.full(4, -1), views.video_index, views.view_index), 3, ["a", "b"])
     assert unlabelled.summary["labelled"] is False and unlabelled.confusion is None
+
+
+def test_window_of_unreadable_clips_skips_the_step_with_an_enabled_scaler(tmp_path):
+    # With AMP on, a GradScaler that saw no backward refuses to step; a batch with no readable clip must not crash
+    # (CPU scaler here, enabled, so the CUDA-only AMP path is exercised without a GPU).
+    from cpnet.engine import train_one_epoch
+
+    model, opt, sched, train, val, kw = make_run(tmp_path, epochs=1, bad=tuple(range(48)), max_bad=1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = train_one_epoch(model, train, opt, sched, device=torch.device("cpu"), options=kw["options"],
+                            scaler=scaler, epoch=0)
+    assert stats["skipped"] == 48 and stats["train_samples"] == 0
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert sched.state_dict()["last_step"] == len(train)  # the schedule still advanced

@@ -109,6 +109,7 @@ def train_one_epoch(
     loss_sum, correct, seen, skipped, data_time, step_time = 0.0, 0, 0, 0, 0.0, 0.0
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
+    window_has_grads = False  # an optimiser step only after some backward: an enabled AMP scaler refuses otherwise
     for i, batch, waited in _timed(loader):
         t0 = time.perf_counter()
         clips, labels, n_bad = _unpack(batch)
@@ -132,11 +133,14 @@ def train_one_epoch(
             loss_sum += value * len(labels)
             correct += topk_correct(logits, labels, (1,))[0]
             seen += len(labels)
+            window_has_grads = True
         if stepping:
-            scaler.step(optimizer)
-            scaler.update()
+            if window_has_grads:  # a window of unreadable clips only advances the schedule
+                scaler.step(optimizer)
+                scaler.update()
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
+            window_has_grads = False
         data_time += waited
         step_time += time.perf_counter() - t0
         bar.update(1)
