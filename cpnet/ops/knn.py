@@ -7,12 +7,16 @@ Two implementations:
 
 - :func:`cross_frame_knn_dense`, the plain formulation: the whole (N, P, P) distance matrix, the same-frame blocks
   masked, one top-k. Memory O(N·P²). Kept as the test oracle and the benchmark baseline.
-- :func:`cross_frame_knn`, the one models use. The distance is symmetric, so each pair of frames (i < j) is
-  computed once: a row block of frame i against all later frames gives frame i's candidates in frames > i (top-k
-  along the row) *and*, read column-wise, every later frame's candidates in that row block (top-k down the
-  columns). A running top-k per point merges the pieces. This computes only cross-frame distances, half of the
-  full matmul, and the squared norms ride inside the matmul as two extra feature columns, so each block costs one
-  GEMM and two top-k passes. Peak extra memory is O(N·block·P).
+- :func:`cross_frame_knn`, the one models use, never builds the (N, P, P) matrix. The squared norms ride inside
+  the matmul as two extra feature columns, so a block of distances costs one GEMM, written into one reused buffer;
+  peak extra memory is O(N·block·P). Two layouts:
+  - "pairs": the distance is symmetric, so the frames are bisected recursively and each block
+    [frames lo..mid) × [mid..hi) is scored once and read both ways — top-k along the rows gives the first
+    half's candidates in the second, top-k down the columns the second half's in the first. Only cross-frame
+    distances are computed, half of the full matmul; candidates are kept per bisection level and merged once.
+  - "rows": row blocks against all P points with each row's own frame masked, one long top-k per row. Twice the
+    matmul of "pairs", but far fewer, longer top-k calls: faster for small clips, where calls dominate.
+  Top-k over long rows is pre-filtered by group maxima (see :func:`_topk_last`).
 
 Tie order: among equal distances the order (and, at the k-th place, the choice) is whatever ``torch.topk``
 returns; it may differ between the two implementations and between devices. Use float64 input when an exact,
