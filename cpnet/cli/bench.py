@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from cpnet.config import parse_override
+from cpnet.engine.runs import resolve_device
 from cpnet.reports.tables import text_table, write_csv
 
 
@@ -66,14 +67,6 @@ def _common(p: argparse.ArgumentParser, repeats: int) -> None:
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list on stdout")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available; use auto or cpu")
-    return torch.device(name)
-
-
 def _output_folder(path: str) -> Path:
     """Create ``--out`` up front: one that cannot be created (under a file, no permission) fails before the
     benchmark runs rather than after it, and with nothing but the error printed."""
@@ -87,7 +80,7 @@ def _output_folder(path: str) -> Path:
 def _setup(args: argparse.Namespace) -> torch.device:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    device = _device(args.device)
+    device = resolve_device(args.device, "--device")
     _output_folder(args.out)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -138,7 +131,7 @@ def run_memory(args: argparse.Namespace) -> int:
     if args.device == "auto":  # the CPU always, and the GPU too when there is one
         devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
     else:
-        devices = (_device(args.device).type,)
+        devices = (resolve_device(args.device, "--device").type,)
     sizes = SIZES
     if args.sizes:
         try:

@@ -38,12 +38,12 @@ from cpnet.engine.optim import LRSchedule, build_optimizer, linear_scaled_lr
 from cpnet.models.params import count_params
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
+def resolve_device(name: str, setting: str = "train.device") -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is an error naming ``setting``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but no CUDA device is available; use auto or cpu")
+        raise ValueError(f"{setting}=cuda but no CUDA device is available; use auto or cpu")
     return torch.device(name)
 
 

@@ -172,3 +172,10 @@ def test_profile_times_the_folded_inference_path(monkeypatch):
     cp_model = cpnet.create_model("cpnet_r18", num_classes=3, **TINY_MODEL)
     profile_model(cp_model, torch.randn(1, 3, 4, 32, 32), repeats=1)
     assert seen and all(seen)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_bench_asking_for_missing_cuda_is_one_line(tmp_path, capsys):
+    assert main(["bench", "runtime", "--model", "c2d_r18", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "cpnet bench: error: --device=cuda but no CUDA device is available; use auto or cpu")
