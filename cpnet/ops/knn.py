@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import torch
 
+from cpnet.ops import native
+
 __all__ = ["cross_frame_knn", "cross_frame_knn_dense", "check_knn_args"]
 
 
@@ -174,11 +176,19 @@ ROW_MIN_GROUPS = 64
 # method's many small blocks cost more than the matmul it saves, and one long top-k per row ("rows") wins
 # (measured at 8 frames of 8×8: rows 2× faster; from 8 frames of 14×14 on, pairs faster at 32–256 channels).
 PAIRS_MIN_POINTS = 1024
+PAIRS_MIN_POINTS_NATIVE = 1024
+# Scores per native tile (float32: 2 MiB, half a core's L2 here).
+NATIVE_TILE_ELEMENTS = 1 << 19
 
 
 @torch.no_grad()
 def cross_frame_knn(
-    x: torch.Tensor, num_frames: int, k: int, block_size: int | None = None, method: str = "auto"
+    x: torch.Tensor,
+    num_frames: int,
+    k: int,
+    block_size: int | None = None,
+    method: str = "auto",
+    backend: str | None = None,
 ) -> torch.Tensor:
     """Indices of each point's k nearest neighbours among the points of other frames.
 
@@ -191,6 +201,9 @@ def cross_frame_knn(
         method: "rows" scores row blocks against every point and masks their own frames (one long top-k per
             row: cheapest for small clips); "pairs" scores each pair of frames once
             (half the matmul, two shorter top-k passes: cheapest for larger clips); "auto" picks by points per clip.
+        backend: how CPU blocks are reduced to the k best: "native" folds them into running lists in compiled C
+            (:mod:`cpnet.ops.native`), "torch" uses torch.topk, "auto" (default) native when it builds. None reads
+            ``CPNET_KNN_BACKEND``. CUDA tensors, and tracing for export, always use torch.
 
     Returns:
         int64 (N, P, k), sorted from nearest to farthest, on x's device. No autograd graph.
@@ -198,30 +211,68 @@ def cross_frame_knn(
     n, p, hw = check_knn_args(x, num_frames, k)
     if method not in ("auto", "rows", "pairs"):
         raise ValueError(f"method must be 'auto', 'rows' or 'pairs', got {method!r}")
+    backend = native.backend_from_env() if backend is None else backend
+    if backend not in native.BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(native.BACKENDS)}, got {backend!r}")
     if block_size is None:
         # int(): under tracing (export) the sizes are traced tensors; the row blocks are unrolled at trace time.
         block_size = int(max(hw, _BLOCK_ELEMENTS // max(1, n * p)))
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    use_native = backend != "torch" and x.device.type == "cpu" and not torch.jit.is_tracing()
+    if use_native and not native.available():
+        if backend == "native":
+            raise RuntimeError(f"backend='native' asked for, but {native.build_error()}")
+        use_native = False
     if method == "auto":
-        method = "pairs" if p >= PAIRS_MIN_POINTS else "rows"
+        small = PAIRS_MIN_POINTS_NATIVE if use_native else PAIRS_MIN_POINTS
+        method = "pairs" if p >= small else "rows"
     x = x.detach().to(_search_dtype(x))
     left, right = _augment(x)  # (N, P, C+2) each
+    if use_native:
+        idx = (_knn_pairs_native if method == "pairs" else _knn_rows_native)(left, right, num_frames, hw, k,
+                                                                             block_size)
+        if idx is not None:
+            return idx
+        # A list left short: some scores were not finite (inf/NaN features). torch.topk ranks those.
     if method == "rows":
         return _knn_rows(left, right, hw, k, block_size)
     return _knn_pairs(left, right, num_frames, hw, k, 2 * block_size)
 
 
-def _knn_rows(left: torch.Tensor, right: torch.Tensor, hw: int, k: int, block_size: int) -> torch.Tensor:
-    """Row blocks of whole frames (or of one frame's rows) against all P points, own frame masked, one top-k."""
+def _row_blocks(left: torch.Tensor, right: torch.Tensor, hw: int, block_size: int):
+    """Yield (r0, r1, score): row blocks of whole frames (or of one frame's rows) scored against all P points,
+    score (N, R, P) = −‖x_r − x_c‖², written into one reused buffer (no fresh pages per block)."""
     n, p, _ = left.shape
     rows = block_size if block_size < hw else (block_size // hw) * hw  # whole frames, or part of one
     cols_t = right.transpose(1, 2)  # (N, C+2, P)
-    out = torch.empty((n, p, k), dtype=torch.long, device=left.device)
-    buffer = left.new_empty(n * min(rows, p) * p)  # one block, reused: no fresh pages per block
+    buffer = left.new_empty(n * min(rows, p) * p)
     for r0 in range(0, p, rows):
         r1 = min(r0 + rows, p)
-        score = _bmm_into(left[:, r0:r1], cols_t, buffer)  # (N, R, P) = −‖x_r − x_c‖²
+        yield r0, r1, _bmm_into(left[:, r0:r1], cols_t, buffer)
+
+
+def _pair_blocks(left: torch.Tensor, right: torch.Tensor, num_frames: int, hw: int, block_size: int):
+    """Yield (level, r0, r1, b0, b1, score) over the bisection blocks of :func:`_frame_halves`: rows [r0, r1) of
+    the first half against the columns [b0, b1) of the second, score (N, R, B) = −‖x_r − x_c‖² in one reused
+    buffer. Every pair of distinct frames is scored exactly once."""
+    n = left.shape[0]
+    splits = _frame_halves(num_frames)
+    biggest = max(min(block_size, (mid - lo) * hw) * (hi - mid) * hw for lo, mid, hi, _ in splits)
+    buffer = left.new_empty(n * biggest)
+    for lo, mid, hi, level in splits:
+        a0, a1, b0, b1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
+        cols_t = right[:, b0:b1].transpose(1, 2)  # (N, C+2, B)
+        for r0 in range(a0, a1, block_size):
+            r1 = min(r0 + block_size, a1)
+            yield level, r0, r1, b0, b1, _bmm_into(left[:, r0:r1], cols_t, buffer)
+
+
+def _knn_rows(left: torch.Tensor, right: torch.Tensor, hw: int, k: int, block_size: int) -> torch.Tensor:
+    """torch backend, rows method: each row block's own frames masked, one (grouped) top-k per row."""
+    n, p, _ = left.shape
+    out = torch.empty((n, p, k), dtype=torch.long, device=left.device)
+    for r0, r1, score in _row_blocks(left, right, hw, block_size):
         for f in range(r0 // hw, (r1 - 1) // hw + 1):  # mask each row's own frame
             a, b = max(r0, f * hw) - r0, min(r1, (f + 1) * hw) - r0
             score[:, a:b, f * hw : (f + 1) * hw] = float("-inf")
@@ -232,32 +283,22 @@ def _knn_rows(left: torch.Tensor, right: torch.Tensor, hw: int, k: int, block_si
 def _knn_pairs(
     left: torch.Tensor, right: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int
 ) -> torch.Tensor:
-    """Each pair of frames scored once, in the bisection blocks of :func:`_frame_halves`, read both ways."""
+    """torch backend, pairs method: each block read row-wise and column-wise with (grouped) top-k."""
     n, p, _ = left.shape
-    # Every frame pair (i < j) is scored once, in the block [lo, mid) × [mid, hi) of one bisection level; a point
-    # receives at most one candidate list per level, so candidates are kept per level and merged once at the end.
-    splits = _frame_halves(num_frames)
-    levels = 1 + max(level for *_, level in splits)
+    # A point receives at most one candidate list per bisection level, so candidates are kept per level and
+    # merged once at the end; a block's column candidates are merged over its row blocks first.
+    levels = 1 + max(level for *_, level in _frame_halves(num_frames))
     cand_val = torch.full((levels, n, p, k), float("-inf"), dtype=left.dtype, device=left.device)  # −distance
     cand_idx = torch.zeros((levels, n, p, k), dtype=torch.long, device=left.device)
-
-    # One block buffer, reused: fresh pages for every block would cost page faults and allocator churn.
-    biggest = max(min(block_size, (mid - lo) * hw) * (hi - mid) * hw for lo, mid, hi, _ in splits)
-    buffer = left.new_empty(n * biggest)
-    for lo, mid, hi, level in splits:
-        a0, a1, b0, b1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
-        cols_t = right[:, b0:b1].transpose(1, 2)  # (N, C+2, Bc)
-        col_vals, col_idx = [], []
-        for r0 in range(a0, a1, block_size):
-            r1 = min(r0 + block_size, a1)
-            score = _bmm_into(left[:, r0:r1], cols_t, buffer)  # (N, R, Bc) = −‖x_r − x_c‖²
-            kr = min(k, b1 - b0)
-            v, i = _topk_last(score, kr)  # (N, R, kr): rows' nearest among the columns
-            cand_val[level, :, r0:r1, :kr], cand_idx[level, :, r0:r1, :kr] = v, i + b0
-            v, i = _topk_columns(score, min(k, r1 - r0))  # (N, Bc, kc): columns' nearest among these rows
-            col_vals.append(v)
-            col_idx.append(i + r0)
-        v, i = torch.cat(col_vals, dim=2), torch.cat(col_idx, dim=2)  # (N, Bc, Σkc)
+    columns: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for level, r0, r1, b0, b1, score in _pair_blocks(left, right, num_frames, hw, block_size):
+        kr = min(k, b1 - b0)
+        v, i = _topk_last(score, kr)  # (N, R, kr): rows' nearest among the columns
+        cand_val[level, :, r0:r1, :kr], cand_idx[level, :, r0:r1, :kr] = v, i + b0
+        v, i = _topk_columns(score, min(k, r1 - r0))  # (N, B, kc): columns' nearest among these rows
+        columns.setdefault((level, b0, b1), []).append((v, i + r0))
+    for (level, b0, b1), parts in columns.items():
+        v, i = torch.cat([v for v, _ in parts], dim=2), torch.cat([i for _, i in parts], dim=2)  # (N, B, Σkc)
         if v.shape[2] > k:
             v, pos = v.topk(k, dim=2)
             i = i.gather(2, pos)
@@ -267,3 +308,55 @@ def _knn_pairs(
     idx = cand_idx.permute(1, 2, 0, 3).reshape(n, p, levels * k)
     pos = val.topk(k, dim=2).indices  # (N, P, k), nearest first
     return idx.gather(2, pos)
+
+
+def _running_lists(left: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty (N, P, k) running lists for the native backend: values −inf, indices −1."""
+    n, p, _ = left.shape
+    return left.new_full((n, p, k), float("-inf")), torch.full((n, p, k), -1, dtype=torch.long)
+
+
+def _tile_rows(cols: int, block_size: int) -> int:
+    """Rows per native tile: a tile of scores stays in a core's L2 cache between the matmul that writes it and the
+    selection that reads it (streaming whole blocks through memory made the selection 2–3× slower here)."""
+    return max(1, min(block_size, NATIVE_TILE_ELEMENTS // cols))
+
+
+def _knn_rows_native(
+    left: torch.Tensor, right: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int
+) -> torch.Tensor | None:
+    """native backend, rows method: tiles of one clip's rows against all its points, own frame skipped in C."""
+    n, p, _ = left.shape
+    val, idx = _running_lists(left, k)
+    rows = _tile_rows(p, block_size)
+    buffer = left.new_empty(rows * p)
+    for b in range(n):
+        cols_t = right[b].t()  # (C+2, P)
+        for r0 in range(0, p, rows):
+            r1 = min(r0 + rows, p)
+            score = torch.mm(left[b, r0:r1], cols_t, out=buffer[: (r1 - r0) * p].view(r1 - r0, p))  # (R, P)
+            native.update(score[None], val[b : b + 1], idx[b : b + 1], r0, 0, rows=True, cols=False,
+                          frame_points=hw)
+    return None if bool((idx[..., -1] < 0).any()) else idx
+
+
+def _knn_pairs_native(
+    left: torch.Tensor, right: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int
+) -> torch.Tensor | None:
+    """native backend, pairs method: the bisection blocks of :func:`_frame_halves` in cache-sized tiles of one
+    clip's rows, each folded into its rows' and its columns' lists in one pass."""
+    n, p, _ = left.shape
+    val, idx = _running_lists(left, k)
+    splits = _frame_halves(num_frames)
+    buffer = left.new_empty(max(_tile_rows((hi - mid) * hw, 2 * block_size) * (hi - mid) * hw
+                                for _, mid, hi, _ in splits))
+    for lo, mid, hi, _ in splits:
+        a0, a1, b0, b1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
+        rows, cols = _tile_rows(b1 - b0, 2 * block_size), b1 - b0
+        for b in range(n):
+            cols_t = right[b, b0:b1].t()  # (C+2, B)
+            for r0 in range(a0, a1, rows):
+                r1 = min(r0 + rows, a1)
+                score = torch.mm(left[b, r0:r1], cols_t, out=buffer[: (r1 - r0) * cols].view(r1 - r0, cols))
+                native.update(score[None], val[b : b + 1], idx[b : b + 1], r0, b0, rows=True, cols=True)
+    return None if bool((idx[..., -1] < 0).any()) else idx

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cpnet.ops.knn import cross_frame_knn, cross_frame_knn_dense
+from tests.ops.native_helpers import NEEDS_CC
 
 
 def brute_force_knn(x: torch.Tensor, num_frames: int, k: int) -> torch.Tensor:
@@ -35,13 +36,14 @@ CASES = [  # (N, T, H, W, C, k)
 @pytest.mark.parametrize("n,t,h,w,c,k", CASES)
 @pytest.mark.parametrize("block_size", [None, 1, 3, 5])
 @pytest.mark.parametrize("method", ["rows", "pairs"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("native", marks=NEEDS_CC)])
 def test_knn_matches_brute_force(
-    n: int, t: int, h: int, w: int, c: int, k: int, block_size: int | None, method: str
+    n: int, t: int, h: int, w: int, c: int, k: int, block_size: int | None, method: str, backend: str
 ) -> None:
     gen = torch.Generator().manual_seed(n * 1000 + t * 100 + h * 10 + k)
     x = torch.randn(n, t * h * w, c, generator=gen, dtype=torch.float64)
     expected = brute_force_knn(x, t, k)
-    assert torch.equal(cross_frame_knn(x, t, k, block_size=block_size, method=method), expected)
+    assert torch.equal(cross_frame_knn(x, t, k, block_size=block_size, method=method, backend=backend), expected)
     assert torch.equal(cross_frame_knn_dense(x, t, k), expected)
 
 
@@ -53,7 +55,7 @@ def test_blocked_equals_dense_at_larger_sizes(t: int, hw: int, k: int) -> None:
     dense = cross_frame_knn_dense(x, t, k)
     for block_size in (None, 17, hw):
         for method in ("rows", "pairs"):
-            assert torch.equal(cross_frame_knn(x, t, k, block_size=block_size, method=method), dense)
+            assert torch.equal(cross_frame_knn(x, t, k, block_size=block_size, method=method, backend="torch"), dense)
 
 
 def _distances(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -117,8 +119,8 @@ def test_auto_method_picks_by_points_per_clip(monkeypatch: pytest.MonkeyPatch) -
     calls = []
     monkeypatch.setattr(knn, "_knn_rows", lambda *a: calls.append("rows"))
     monkeypatch.setattr(knn, "_knn_pairs", lambda *a: calls.append("pairs"))
-    knn.cross_frame_knn(torch.zeros(1, knn.PAIRS_MIN_POINTS - 2, 3), 2, 1)
-    knn.cross_frame_knn(torch.zeros(1, knn.PAIRS_MIN_POINTS, 3), 2, 1)
+    knn.cross_frame_knn(torch.zeros(1, knn.PAIRS_MIN_POINTS - 2, 3), 2, 1, backend="torch")
+    knn.cross_frame_knn(torch.zeros(1, knn.PAIRS_MIN_POINTS, 3), 2, 1, backend="torch")
     assert calls == ["rows", "pairs"]
 
 

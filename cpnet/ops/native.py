@@ -1,0 +1,158 @@
+"""The compiled half of the CPU kNN: running top-k selection in C (``csrc/knn_select.c``), built on first use.
+
+torch.topk copies and partially sorts every row it is given (1.4–5 ns per element on this project's 2-core CPU,
+the slow end on rows shorter than 64·k), which costs more than the matmul that produced the scores. The C code
+folds each block of scores into the running k-best lists of its rows and columns in one pass, about one
+comparison per score, so the search is dominated by the matmul again.
+
+The library has no Python or torch headers: plain C with a C ABI, compiled with the system C compiler (``$CC``,
+default ``cc``) in well under a second and loaded with ctypes, cached under ``$CPNET_CACHE_DIR`` (default
+``$XDG_CACHE_HOME/cpnet`` or ``~/.cache/cpnet``) by a hash of the source, compiler and flags. Where no compiler
+works, the kNN falls back to its pure-torch path with one warning.
+
+``CPNET_KNN_BACKEND`` chooses: ``auto`` (default: native on CPU when it builds), ``native`` (an error when it does
+not build), ``torch`` (never build or load it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+__all__ = ["BACKENDS", "available", "backend_from_env", "build_error", "load", "update"]
+
+BACKENDS = ("auto", "native", "torch")
+ABI_VERSION = 1
+_SOURCES = ("knn_select.c", "knn_select_impl.h")
+_FLAGS = ("-O3", "-shared", "-fPIC", "-pthread", "-std=c99", "-D_POSIX_C_SOURCE=200112L")
+_lock = threading.Lock()
+_state: dict[str, object] = {}  # "lib": the loaded library, or "error": why it could not be had
+
+
+def backend_from_env() -> str:
+    """The backend ``CPNET_KNN_BACKEND`` asks for (default ``auto``); ValueError naming a bad value."""
+    value = os.environ.get("CPNET_KNN_BACKEND", "auto").strip().lower() or "auto"
+    if value not in BACKENDS:
+        raise ValueError(f"CPNET_KNN_BACKEND={value!r} is not one of {', '.join(BACKENDS)}")
+    return value
+
+
+def _cache_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("CPNET_CACHE_DIR"):
+        dirs.append(Path(os.environ["CPNET_CACHE_DIR"]))
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    dirs.append(Path(xdg) / "cpnet" if xdg else Path.home() / ".cache" / "cpnet")
+    dirs.append(Path(tempfile.gettempdir()) / f"cpnet-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+    return dirs
+
+
+def _compile(out_dir: Path, compiler: str, key: str) -> Path:
+    """Compile the sources into ``out_dir`` (atomically: a temporary name, then a rename) and return the path."""
+    src = Path(__file__).parent / "csrc"
+    target = out_dir / f"knn_select-{key}.so"
+    if target.exists():
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".knn_select-", suffix=".so", dir=out_dir)
+    os.close(fd)
+    try:
+        cmd = [compiler, *_FLAGS, str(src / _SOURCES[0]), "-o", tmp, "-lm"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get("CC", "cc")
+    src = Path(__file__).parent / "csrc"
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        digest.update((src / name).read_bytes())
+    digest.update(" ".join((compiler, *_FLAGS, platform.machine(), platform.system())).encode())
+    key = digest.hexdigest()[:16]
+    errors = []
+    for out_dir in _cache_dirs():
+        try:
+            path = _compile(out_dir, compiler, key)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            errors.append(f"{out_dir}: {err}")
+            continue
+        lib = ctypes.CDLL(str(path))
+        if lib.cpnet_knn_abi_version() != ABI_VERSION:
+            raise RuntimeError(f"{path} has ABI {lib.cpnet_knn_abi_version()}, expected {ABI_VERSION}")
+        for name in ("cpnet_knn_update_f32", "cpnet_knn_update_f64"):
+            fn = getattr(lib, name)
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_void_p,
+                           *[ctypes.c_int64] * 5, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        return lib
+    raise RuntimeError("could not build the native kNN selection: " + "; ".join(errors))
+
+
+def load() -> ctypes.CDLL | None:
+    """The native library, built and loaded once per process; None (and one warning) when it cannot be built."""
+    with _lock:
+        if "lib" not in _state and "error" not in _state:
+            try:
+                _state["lib"] = _build()
+            except (OSError, RuntimeError, AttributeError) as err:
+                _state["error"] = str(err)
+                if backend_from_env() == "auto":
+                    warnings.warn(f"cpnet: {err}; the CPU kNN uses its slower pure-torch path "
+                                  "(set CPNET_KNN_BACKEND=torch to skip the build)", RuntimeWarning, stacklevel=3)
+        return _state.get("lib")  # type: ignore[return-value]
+
+
+def available() -> bool:
+    """Whether the native selection can be used in this process (builds it on the first call)."""
+    return load() is not None
+
+
+def build_error() -> str | None:
+    """Why the native library could not be built, or None."""
+    load()
+    return _state.get("error")  # type: ignore[return-value]
+
+
+def update(score: torch.Tensor, val: torch.Tensor, idx: torch.Tensor, row0: int, col0: int, *, rows: bool,
+           cols: bool, frame_points: int = 0) -> None:
+    """Fold a block of scores into the running lists, in place.
+
+    score: (N, R, B) contiguous CPU, score[b, i, j] for points row0 + i and col0 + j (larger is nearer).
+    val, idx: (N, P, k) running lists of every point (values best first, float like ``score``; int64 indices; empty
+    slots −inf / −1). ``rows`` updates the rows' lists with the block's columns, ``cols`` the columns' lists with
+    its rows (then the two point ranges must not overlap). ``frame_points`` > 0 skips pairs within one frame.
+    """
+    lib = load()
+    if lib is None:
+        raise RuntimeError(f"the native kNN selection is not available: {build_error()}")
+    fn = {torch.float32: lib.cpnet_knn_update_f32, torch.float64: lib.cpnet_knn_update_f64}[score.dtype]
+    for t in (score, val, idx):
+        if t.device.type != "cpu" or not t.is_contiguous():
+            raise ValueError("native kNN update needs contiguous CPU tensors")
+    if val.dtype != score.dtype or idx.dtype != torch.long or val.shape != idx.shape:
+        raise ValueError("native kNN update: val must match score's dtype and idx's shape, idx must be int64")
+    n, r, c = score.shape
+    _, p, k = val.shape
+    if not (0 <= row0 and row0 + r <= p and 0 <= col0 and col0 + c <= p and val.shape[0] == n):
+        raise ValueError(f"native kNN update: block ({n}, {r}, {c}) at ({row0}, {col0}) is outside the lists "
+                         f"{tuple(val.shape)}")
+    status = fn(score.data_ptr(), n, r, c, val.data_ptr(), idx.data_ptr(), p, k, row0, col0, frame_points,
+                int(rows), int(cols), torch.get_num_threads())
+    if status != 0:
+        raise MemoryError("native kNN update could not allocate its per-thread buffers")
