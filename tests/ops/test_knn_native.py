@@ -108,3 +108,15 @@ def test_build_is_cached_and_a_missing_compiler_falls_back(
     with pytest.raises(RuntimeError, match="backend='native'.*no-such-compiler"):
         cross_frame_knn(x, 2, 2, backend="native")
     monkeypatch.setattr(native, "_state", {})  # the next test builds (or finds) the real library again
+
+
+def test_pthreads_build_without_openmp_matches(tmp_path, monkeypatch: pytest.MonkeyPatch, two_threads: None) -> None:
+    # Compilers without OpenMP get the POSIX-threads build; it must give the same neighbours.
+    monkeypatch.setenv("CPNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_cache_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(native, "_THREADING_FLAGS", ((),))
+    monkeypatch.setattr(native, "_state", {})
+    assert native.threading_kind() == "pthreads"
+    x = torch.randn(2, 6 * 30, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    for method in ("rows", "pairs"):
+        assert torch.equal(cross_frame_knn(x, 6, 7, method=method, backend="native"), cross_frame_knn_dense(x, 6, 7))
