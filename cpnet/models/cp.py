@@ -125,15 +125,16 @@ class CPModule(nn.Module):
                 f"CPModule k={self.k} cannot be satisfied: a clip of T={t} frames of {hs}×{ws} search points has only "
                 f"(T-1)·H·W = {(t - 1) * hs * ws} points in other frames"
             )
-        points = to_points(x)  # (N, P, C')
+        points = to_points(x).contiguous()  # (N, P, C'), one copy shared by the search and the projections
         idx = cross_frame_knn(points, t, self.k, self.block_size)  # (N, P, k), no gradient
         coords = point_coords(t, hs, ws, s.device, points.dtype, normalized=self.coords == "normalized")  # (P, 3)
         if self.decomposed:
             pooled = self._decomposed_pairs(points, coords, idx)
         else:
             pooled = self._concatenated_pairs(points, coords, idx)
-        y = from_points(pooled, t, hs, ws)  # (N, mlp[-1], T, H', W')
-        y = self.out_bn(self.out_conv(y))
+        # The 1×1×1 output conv as a linear map on the points: the same weights, without CPU conv3d's slow path.
+        y = F.linear(pooled, self.out_conv.weight.flatten(1), self.out_conv.bias)  # (N, P, C)
+        y = self.out_bn(from_points(y, t, hs, ws))  # (N, C, T, H', W')
         if (hs, ws) != (h, w):
             r = self.shrink
             y = y.repeat_interleave(r, dim=3).repeat_interleave(r, dim=4)[..., :h, :w]  # (N, C, T, H, W)

@@ -228,13 +228,13 @@ def cross_frame_knn(
         small = PAIRS_MIN_POINTS_NATIVE if use_native else PAIRS_MIN_POINTS
         method = "pairs" if p >= small else "rows"
     x = x.detach().to(_search_dtype(x))
-    left, right = _augment(x)  # (N, P, C+2) each
     if use_native:
-        idx = (_knn_pairs_native if method == "pairs" else _knn_rows_native)(left, right, num_frames, hw, k,
-                                                                             block_size)
+        search = _knn_pairs_native if method == "pairs" else _knn_rows_native
+        idx = search(x.contiguous(), num_frames, hw, k, block_size)
         if idx is not None:
             return idx
         # A list left short: some scores were not finite (inf/NaN features). torch.topk ranks those.
+    left, right = _augment(x)  # (N, P, C+2) each
     if method == "rows":
         return _knn_rows(left, right, hw, k, block_size)
     return _knn_pairs(left, right, num_frames, hw, k, 2 * block_size)
@@ -310,53 +310,50 @@ def _knn_pairs(
     return idx.gather(2, pos)
 
 
-def _running_lists(left: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _running_lists(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Empty (N, P, k) running lists for the native backend: values −inf, indices −1."""
-    n, p, _ = left.shape
-    return left.new_full((n, p, k), float("-inf")), torch.full((n, p, k), -1, dtype=torch.long)
+    n, p, _ = x.shape
+    return x.new_full((n, p, k), float("-inf")), torch.full((n, p, k), -1, dtype=torch.long)
 
 
 def _tile_rows(cols: int, block_size: int) -> int:
-    """Rows per native tile: a tile of scores stays in a core's L2 cache between the matmul that writes it and the
+    """Rows per native tile: a tile stays in a core's L2 cache between the matmul that writes it and the
     selection that reads it (streaming whole blocks through memory made the selection 2–3× slower here)."""
     return max(1, min(block_size, NATIVE_TILE_ELEMENTS // cols))
 
 
-def _knn_rows_native(
-    left: torch.Tensor, right: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int
-) -> torch.Tensor | None:
+def _knn_rows_native(x: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int) -> torch.Tensor | None:
     """native backend, rows method: tiles of one clip's rows against all its points, own frame skipped in C."""
-    n, p, _ = left.shape
-    val, idx = _running_lists(left, k)
+    n, p, _ = x.shape
+    sq = (x * x).sum(-1)  # (N, P)
+    val, idx = _running_lists(x, k)
     rows = _tile_rows(p, block_size)
-    buffer = left.new_empty(rows * p)
+    buffer = x.new_empty(rows * p)
     for b in range(n):
-        cols_t = right[b].t()  # (C+2, P)
+        cols_t = x[b].t()  # (C, P)
         for r0 in range(0, p, rows):
             r1 = min(r0 + rows, p)
-            score = torch.mm(left[b, r0:r1], cols_t, out=buffer[: (r1 - r0) * p].view(r1 - r0, p))  # (R, P)
-            native.update(score[None], val[b : b + 1], idx[b : b + 1], r0, 0, rows=True, cols=False,
+            dot = torch.mm(x[b, r0:r1], cols_t, out=buffer[: (r1 - r0) * p].view(r1 - r0, p))  # (R, P)
+            native.update(dot[None], sq[b : b + 1], val[b : b + 1], idx[b : b + 1], r0, 0, rows=True, cols=False,
                           frame_points=hw)
     return None if bool((idx[..., -1] < 0).any()) else idx
 
 
-def _knn_pairs_native(
-    left: torch.Tensor, right: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int
-) -> torch.Tensor | None:
+def _knn_pairs_native(x: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int) -> torch.Tensor | None:
     """native backend, pairs method: the bisection blocks of :func:`_frame_halves` in cache-sized tiles of one
-    clip's rows, each folded into its rows' and its columns' lists in one pass."""
-    n, p, _ = left.shape
-    val, idx = _running_lists(left, k)
+    clip's rows, each folded into its rows' and its columns' lists."""
+    n, p, _ = x.shape
+    sq = (x * x).sum(-1)  # (N, P)
+    val, idx = _running_lists(x, k)
     splits = _frame_halves(num_frames)
-    buffer = left.new_empty(max(_tile_rows((hi - mid) * hw, 2 * block_size) * (hi - mid) * hw
-                                for _, mid, hi, _ in splits))
+    buffer = x.new_empty(max(_tile_rows((hi - mid) * hw, 2 * block_size) * (hi - mid) * hw for _, mid, hi, _ in splits))
     for lo, mid, hi, _ in splits:
         a0, a1, b0, b1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
         rows, cols = _tile_rows(b1 - b0, 2 * block_size), b1 - b0
         for b in range(n):
-            cols_t = right[b, b0:b1].t()  # (C+2, B)
+            cols_t = x[b, b0:b1].t()  # (C, B)
             for r0 in range(a0, a1, rows):
                 r1 = min(r0 + rows, a1)
-                score = torch.mm(left[b, r0:r1], cols_t, out=buffer[: (r1 - r0) * cols].view(r1 - r0, cols))
-                native.update(score[None], val[b : b + 1], idx[b : b + 1], r0, b0, rows=True, cols=True)
+                dot = torch.mm(x[b, r0:r1], cols_t, out=buffer[: (r1 - r0) * cols].view(r1 - r0, cols))  # (R, B)
+                native.update(dot[None], sq[b : b + 1], val[b : b + 1], idx[b : b + 1], r0, b0, rows=True, cols=True)
     return None if bool((idx[..., -1] < 0).any()) else idx

@@ -31,7 +31,7 @@ import torch
 __all__ = ["BACKENDS", "available", "backend_from_env", "build_error", "load", "threading_kind", "update"]
 
 BACKENDS = ("auto", "native", "torch")
-ABI_VERSION = 1
+ABI_VERSION = 2
 _SOURCES = ("knn_select.c", "knn_select_impl.h")
 _FLAGS = ("-O3", "-shared", "-fPIC", "-pthread", "-std=c99", "-D_POSIX_C_SOURCE=200112L")
 # OpenMP when the compiler has it: the library then shares torch's libgomp (same soname, already loaded) and its
@@ -118,7 +118,7 @@ def _declare(lib: ctypes.CDLL, path: Path, threads: str) -> ctypes.CDLL:
     for name in ("cpnet_knn_update_f32", "cpnet_knn_update_f64"):
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_void_p,
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_void_p,
                        *[ctypes.c_int64] * 5, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.cpnet_threads = threads  # type: ignore[attr-defined]
     return lib
@@ -155,30 +155,35 @@ def build_error() -> str | None:
     return _state.get("error")  # type: ignore[return-value]
 
 
-def update(score: torch.Tensor, val: torch.Tensor, idx: torch.Tensor, row0: int, col0: int, *, rows: bool,
-           cols: bool, frame_points: int = 0) -> None:
-    """Fold a block of scores into the running lists, in place.
+def update(dot: torch.Tensor, sq: torch.Tensor, val: torch.Tensor, idx: torch.Tensor, row0: int, col0: int, *,
+           rows: bool, cols: bool, frame_points: int = 0) -> None:
+    """Fold a tile of dot products into the running lists, in place.
 
-    score: (N, R, B) contiguous CPU, score[b, i, j] for points row0 + i and col0 + j (larger is nearer).
-    val, idx: (N, P, k) running lists of every point (values best first, float like ``score``; int64 indices; empty
-    slots −inf / −1). ``rows`` updates the rows' lists with the block's columns, ``cols`` the columns' lists with
-    its rows (then the two point ranges must not overlap). ``frame_points`` > 0 skips pairs within one frame.
+    dot: (N, R, B) contiguous CPU, dot[b, i, j] = x_p·x_q for points p = row0 + i, q = col0 + j; sq: (N, P) the
+    squared norms ‖x‖² of every point. val, idx: (N, P, k) running lists of every point (values −‖x_p − x_q‖² plus
+    the list owner's own ‖x‖², best first, dtype of ``dot``; int64 indices; empty slots −inf / −1). ``rows``
+    updates the rows' lists with the tile's columns, ``cols`` the columns' lists with its rows (then the two point
+    ranges must not overlap). ``frame_points`` > 0 skips pairs within one frame (rows only).
     """
     lib = load()
     if lib is None:
         raise RuntimeError(f"the native kNN selection is not available: {build_error()}")
-    fn = {torch.float32: lib.cpnet_knn_update_f32, torch.float64: lib.cpnet_knn_update_f64}[score.dtype]
-    for t in (score, val, idx):
+    if dot.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"native kNN update: dot must be float32 or float64, got {dot.dtype}")
+    fn = lib.cpnet_knn_update_f32 if dot.dtype == torch.float32 else lib.cpnet_knn_update_f64
+    for t in (dot, sq, val, idx):
         if t.device.type != "cpu" or not t.is_contiguous():
             raise ValueError("native kNN update needs contiguous CPU tensors")
-    if val.dtype != score.dtype or idx.dtype != torch.long or val.shape != idx.shape:
-        raise ValueError("native kNN update: val must match score's dtype and idx's shape, idx must be int64")
-    n, r, c = score.shape
+    n, r, c = dot.shape
     _, p, k = val.shape
-    if not (0 <= row0 and row0 + r <= p and 0 <= col0 and col0 + c <= p and val.shape[0] == n):
-        raise ValueError(f"native kNN update: block ({n}, {r}, {c}) at ({row0}, {col0}) is outside the lists "
-                         f"{tuple(val.shape)}")
-    status = fn(score.data_ptr(), n, r, c, val.data_ptr(), idx.data_ptr(), p, k, row0, col0, frame_points,
-                int(rows), int(cols), torch.get_num_threads())
+    if sq.dtype != dot.dtype or val.dtype != dot.dtype or idx.dtype != torch.long or val.shape != idx.shape:
+        raise ValueError("native kNN update: sq and val must have dot's dtype, idx must be int64 and val's shape")
+    if sq.shape != (n, p) or val.shape[0] != n or not (0 <= row0 <= p - r and 0 <= col0 <= p - c):
+        raise ValueError(f"native kNN update: tile ({n}, {r}, {c}) at ({row0}, {col0}) does not fit lists "
+                         f"{tuple(val.shape)} and norms {tuple(sq.shape)}")
+    if cols and frame_points:
+        raise ValueError("native kNN update: frame_points applies to row updates only")
+    status = fn(dot.data_ptr(), sq.data_ptr(), n, r, c, val.data_ptr(), idx.data_ptr(), p, k, row0, col0,
+                frame_points, int(rows), int(cols), torch.get_num_threads())
     if status != 0:
-        raise MemoryError("native kNN update could not allocate its per-thread buffers")
+        raise RuntimeError(f"native kNN update failed with status {status}")

@@ -77,14 +77,18 @@ def folded_pair_mlp(
     folded (weight, bias) of layers 1.. ; idx (N, P, k) → (N, P, m_last).
 
     The ReLU after the last layer is applied after the max over k (ReLU is increasing); with one layer the max is
-    taken over u alone, since max_j (u_q + v_p) = max_j u_q + v_p.
+    taken over u alone, since max_j (u_q + v_p) = max_j u_q + v_p, and the last layer's bias is added after the
+    max for the same reason. Pair tensors are updated in place (autograd-safe: no op here needs an overwritten
+    tensor for its backward).
     """
     if not layers:
         return F.relu(gather_points(u, idx).amax(2) + v)  # (N, P, k, m0) → (N, P, m0)
-    h = F.relu(gather_points(u, idx) + v[:, :, None])  # (N, P, k, m0)
+    h = gather_points(u, idx)  # (N, P, k, m0), a fresh tensor
+    h.add_(v[:, :, None]).relu_()
     for weight, bias in layers[:-1]:
-        h = F.relu(F.linear(h, weight, bias))  # (N, P, k, m_i)
-    return F.relu(F.linear(h, *layers[-1]).amax(2))  # (N, P, k, m_last) → (N, P, m_last)
+        h = F.linear(h, weight, bias).relu_()  # (N, P, k, m_i)
+    weight, bias = layers[-1]
+    return (torch.matmul(h, weight.t()).amax(2) + bias).relu_()  # (N, P, k, m_last) → (N, P, m_last)
 
 
 def fused_pair_mlp(

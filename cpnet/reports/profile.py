@@ -3,9 +3,10 @@
 Method (the forward code is not touched and nothing is monkey-patched):
 
 1. Forward hooks time every CP module *inside the real model forward*: a pre-hook on the module, on its output
-   conv, and a hook at its end (plus its bottleneck conv when it has one) split each call into
-   A = [start → output conv] (bottleneck, point flattening, kNN, per-point projections, gather, the MLP and the
-   max-pool over k) and C = [output conv → end] (output conv + BN, upsampling after a shrink). No hook sits on
+   BatchNorm, and a hook at its end (plus its bottleneck conv when it has one) split each call into
+   A = [start → output BN] (bottleneck, point flattening, kNN, per-point projections, gather, the MLP, the
+   max-pool over k and the 1×1×1 output map, applied to the points) and C = [output BN → end] (the BN,
+   upsampling after a shrink). No hook sits on
    the pair MLP's BatchNorms: that would stop the CP module from folding them into the linear maps in eval mode,
    and the profile would time a slower path than inference runs.
 2. The kNN is a function inside A, so it is timed separately: each module's input is captured on the first
@@ -52,7 +53,7 @@ class _Stopwatch:
             self.mark((name, "start"))()
 
         self.handles.append(cp.register_forward_pre_hook(capture))
-        self.handles.append(cp.out_conv.register_forward_pre_hook(self.mark((name, "out"))))
+        self.handles.append(cp.out_bn.register_forward_pre_hook(self.mark((name, "out"))))
         self.handles.append(cp.register_forward_hook(self.mark((name, "end"))))
         if cp.reduce is not None:
             self.handles.append(cp.reduce.register_forward_pre_hook(self.mark((name, "reduce0"))))

@@ -15,7 +15,8 @@ static inline void NAME(insert)(SCALAR *val, int64_t *idx, int64_t k, SCALAR s, 
 }
 
 typedef struct {
-    const SCALAR *score; /* (n, r, c) block, contiguous */
+    const SCALAR *dot;   /* (n, r, c) tile of dot products, contiguous */
+    const SCALAR *sq;    /* (n, p) squared norms of every point */
     int64_t n, r, c;
     SCALAR *val; /* (n, p, k) running lists of every point */
     int64_t *idx;
@@ -28,7 +29,7 @@ typedef struct {
 /* Row i of batch b into its own list, skipping the columns of its own frame when hw > 0. */
 static void NAME(fold_row)(const NAME(job_t) *job, int64_t b, int64_t i) {
     const int64_t c = job->c, k = job->k, hw = job->hw, point = job->row0 + i;
-    const SCALAR *row = job->score + (b * job->r + i) * c;
+    const SCALAR *row = job->dot + (b * job->r + i) * c, *sqc = job->sq + b * job->p + job->col0;
     SCALAR *rv = job->val + (b * job->p + point) * k;
     int64_t *ri = job->idx + (b * job->p + point) * k;
     int64_t skip0 = c, skip1 = c;
@@ -41,14 +42,22 @@ static void NAME(fold_row)(const NAME(job_t) *job, int64_t b, int64_t i) {
     SCALAR worst = rv[k - 1];
     for (int part = 0; part < 2; part++) {
         const int64_t j0 = part ? skip1 : 0, j1 = part ? c : skip0;
-        for (int64_t g = j0; g < j1; g += LANES) {
-            const int64_t g1 = g + LANES < j1 ? g + LANES : j1;
-            if (g1 - g == LANES && !ANY_GT(row + g, worst)) continue;
-            for (int64_t j = g; j < g1; j++) {
-                if (row[j] > worst) {
-                    NAME(insert)(rv, ri, k, row[j], job->col0 + j);
+        int64_t g = j0;
+        for (; g + LANES <= j1; g += LANES) {
+            for (unsigned m = MASK_ROW(row + g, sqc + g, worst); m; m &= m - 1) {
+                const int64_t j = g + __builtin_ctz(m);
+                const SCALAR s = 2 * row[j] - sqc[j];
+                if (s > worst) { /* worst may have risen since the mask was taken */
+                    NAME(insert)(rv, ri, k, s, job->col0 + j);
                     worst = rv[k - 1];
                 }
+            }
+        }
+        for (int64_t j = g; j < j1; j++) {
+            const SCALAR s = 2 * row[j] - sqc[j];
+            if (s > worst) {
+                NAME(insert)(rv, ri, k, s, job->col0 + j);
+                worst = rv[k - 1];
             }
         }
     }
@@ -62,15 +71,20 @@ static void NAME(fold_columns)(const NAME(job_t) *job, int64_t b, int64_t j0, in
     int64_t *ci = job->idx + (b * job->p + job->col0) * k;
     for (int64_t j = j0; j < j1; j++) bound[j - j0] = cv[j * k + k - 1];
     for (int64_t i = 0; i < job->r; i++) {
-        const SCALAR *row = job->score + (b * job->r + i) * c;
-        for (int64_t g = j0; g < j1; g += LANES) {
-            const int64_t g1 = g + LANES < j1 ? g + LANES : j1;
-            if (g1 - g == LANES && !ANY_GTV(row + g, bound + (g - j0))) continue;
-            for (int64_t j = g; j < g1; j++) {
-                if (row[j] > bound[j - j0]) {
-                    NAME(insert)(cv + j * k, ci + j * k, k, row[j], job->row0 + i);
-                    bound[j - j0] = cv[j * k + k - 1];
-                }
+        const SCALAR *row = job->dot + (b * job->r + i) * c, sqr = job->sq[b * job->p + job->row0 + i];
+        int64_t g = j0;
+        for (; g + LANES <= j1; g += LANES) {
+            for (unsigned m = MASK_COL(row + g, sqr, bound + (g - j0)); m; m &= m - 1) {
+                const int64_t j = g + __builtin_ctz(m); /* each column's bound changes only at its own insert */
+                NAME(insert)(cv + j * k, ci + j * k, k, 2 * row[j] - sqr, job->row0 + i);
+                bound[j - j0] = cv[j * k + k - 1];
+            }
+        }
+        for (int64_t j = g; j < j1; j++) {
+            const SCALAR s = 2 * row[j] - sqr;
+            if (s > bound[j - j0]) {
+                NAME(insert)(cv + j * k, ci + j * k, k, s, job->row0 + i);
+                bound[j - j0] = cv[j * k + k - 1];
             }
         }
     }
@@ -120,19 +134,20 @@ static void NAME(run_phase)(NAME(job_t) *job, int threads) {
 #endif
 }
 
-/* Fold a block of scores into the running lists.
- *   score: (n, r, c) contiguous; score[b][i][j] is the score of point row0 + i against point col0 + j.
+/* Fold a tile of dot products into the running lists.
+ *   dot: (n, r, c) contiguous; dot[b][i][j] = x_p·x_q for p = row0 + i, q = col0 + j; sq: (n, p) ‖x‖² of every
+ *   point. A list's values are −‖x_p − x_q‖² + ‖x_owner‖² (the owner's norm left out: it does not change the order).
  *   val, idx: (n, p, k) contiguous lists of every point, sorted best first; empty slots (-inf, -1).
  *   do_rows: update the rows' lists with the block's columns; do_cols: the columns' lists with the block's rows
  *   (the two point ranges must then be disjoint, and hw 0). hw > 0: skip pairs in the same frame of hw points.
  * Rows and columns are two phases, each split over the threads, so every list has one writer at a time. */
-int NAME(cpnet_knn_update)(const SCALAR *score, int64_t n, int64_t r, int64_t c, SCALAR *val, int64_t *idx,
-                           int64_t p, int64_t k, int64_t row0, int64_t col0, int64_t hw, int do_rows, int do_cols,
-                           int num_threads) {
+int NAME(cpnet_knn_update)(const SCALAR *dot, const SCALAR *sq, int64_t n, int64_t r, int64_t c, SCALAR *val,
+                           int64_t *idx, int64_t p, int64_t k, int64_t row0, int64_t col0, int64_t hw, int do_rows,
+                           int do_cols, int num_threads) {
     if (n <= 0 || r <= 0 || c <= 0) return 0;
     if (do_cols && hw > 0) return -2;
     const int threads = num_threads < 1 ? 1 : (num_threads > MAX_THREADS ? MAX_THREADS : num_threads);
-    NAME(job_t) job = {score, n, r, c, val, idx, p, k, row0, col0, hw, 0, NULL, n * r};
+    NAME(job_t) job = {dot, sq, n, r, c, val, idx, p, k, row0, col0, hw, 0, NULL, n * r};
     if (do_rows) NAME(run_phase)(&job, threads < job.items ? threads : (int)job.items);
     if (do_cols) {
         job.columns = 1;
