@@ -18,8 +18,8 @@
 #endif
 
 #define MAX_THREADS 64
-#define ROW_CHUNK 16     /* rows claimed at a time by a thread */
-#define COLUMN_CHUNK 256  /* columns claimed at a time by a thread, a multiple of LANES */
+#define ROW_CHUNK 32     /* rows claimed at a time by a thread */
+#define COLUMN_CHUNK 512  /* columns claimed at a time by a thread, a multiple of LANES */
 #define LANES 16         /* scores tested together before any list is touched */
 
 /* The score of a pair is 2·x_p·x_q − ‖x_q‖² for the row p's list (−‖x_p − x_q‖² + ‖x_p‖²: the same order, the
