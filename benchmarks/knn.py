@@ -4,7 +4,10 @@ For each size, in one process per measurement (so peak memory is that measuremen
 - ``matmul``: the bare batched X·Xᵀ of shape (N, P, P), the unavoidable core of an exact search;
 - ``original``: the plain formulation — the whole (N, P, P) distance matrix, the same-frame blocks masked, top-k
   (``cpnet.ops.knn.cross_frame_knn_dense``);
-- ``cpnet``: ``cpnet.ops.knn.cross_frame_knn`` (symmetric blocks over frame pairs, grouped top-k).
+- ``cpnet``: ``cpnet.ops.knn.cross_frame_knn`` as models call it (CPU: the native C selection over cache-sized
+  tiles of each frame pair's dot products);
+- ``cpnet_torch``: the same search with ``backend="torch"`` (torch.topk on grouped maxima; what runs where no C
+  compiler is found).
 
 Reports the median wall time over repeats and the peak extra resident memory over the inputs (CPU: the growth
 of the process's peak RSS; CUDA: torch.cuda.max_memory_allocated). Usage:
@@ -28,7 +31,7 @@ SIZES = [  # (N, T, H, W, C, k)
     (8, 32, 14, 14, 256, 8),
 ]
 QUICK_SIZES = [(2, 4, 7, 7, 32, 4)]
-METHODS = ["matmul", "original", "cpnet"]
+METHODS = ["matmul", "original", "cpnet", "cpnet_torch"]
 
 
 def _peak_rss_bytes() -> int:
@@ -48,6 +51,7 @@ def measure(method: str, size: tuple[int, ...], repeats: int, device: str) -> di
         "matmul": lambda: torch.bmm(x, x.transpose(1, 2)),
         "original": lambda: cross_frame_knn_dense(x, t, k),
         "cpnet": lambda: cross_frame_knn(x, t, k),
+        "cpnet_torch": lambda: cross_frame_knn(x, t, k, backend="torch"),
     }
     fn = fns[method]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -69,7 +73,11 @@ def measure(method: str, size: tuple[int, ...], repeats: int, device: str) -> di
         peak = torch.cuda.max_memory_allocated() - base_cuda
     else:
         peak = _peak_rss_bytes() - base_rss
+    from cpnet.ops import native
+
+    selection = "native" if method == "cpnet" and device == "cpu" and native.available() else "torch"
     return {"method": method, "N": n, "T": t, "H": h, "W": w, "C": c, "k": k, "device": device,
+            "threads": torch.get_num_threads(), "selection": selection if method.startswith("cpnet") else "",
             "median_ms": 1000 * times[len(times) // 2], "peak_extra_mb": peak / 2**20}
 
 
@@ -101,15 +109,20 @@ def main(argv: list[str] | None = None) -> int:
             base = row["median_ms"] if method == "matmul" else base
             row["x_matmul"] = row["median_ms"] / base
             rows.append(row)
-        orig = next(r for r in rows[-3:] if r["method"] == "original")
-        rows[-1]["memory_vs_original"] = rows[-1]["peak_extra_mb"] / max(orig["peak_extra_mb"], 1e-9)
+        this = rows[-len(METHODS):]
+        orig = next(r for r in this if r["method"] == "original")
+        for r in this:
+            if r["method"].startswith("cpnet"):
+                r["memory_vs_original"] = r["peak_extra_mb"] / max(orig["peak_extra_mb"], 1e-9)
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'size (N,T,H,W,C,k)':<26} {'method':<9} {'median ms':>10} {'× matmul':>9} {'peak extra MB':>14}")
+    print(f"{'size (N,T,H,W,C,k)':<26} {'method':<12} {'median ms':>10} {'× matmul':>9} {'peak extra MB':>14}")
     for r in rows:
         size = f"({r['N']},{r['T']},{r['H']},{r['W']},{r['C']},{r['k']})"
-        print(f"{size:<26} {r['method']:<9} {r['median_ms']:>10.1f} {r['x_matmul']:>9.2f} {r['peak_extra_mb']:>14.1f}")
+        print(f"{size:<26} {r['method']:<12} {r['median_ms']:>10.1f} {r['x_matmul']:>9.2f} {r['peak_extra_mb']:>14.1f}")
+    cp = next(r for r in rows if r["method"] == "cpnet")
+    print(f"threads: {cp['threads']}; cpnet selection: {cp['selection']}")
     return 0
 
 
