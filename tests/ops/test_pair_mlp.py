@@ -115,10 +115,19 @@ def test_folded_equals_unfolded_eval_mode(widths: list[int]) -> None:
                       torch.rand(b, generator=g, dtype=torch.float64) + 0.5,  # running var
                       torch.randn(b, generator=g, dtype=torch.float64), torch.randn(b, generator=g,
                                                                                     dtype=torch.float64), 1e-5])
+    points.requires_grad_(True)
     h = pair_features(points, coords, idx)  # (N, P, k, 11)
     for (weight, bias), (mean, var, gamma, beta, eps) in zip(layers, norms):
         h = F.relu(F.batch_norm(F.linear(h, weight, bias).flatten(0, 2), mean, var, gamma, beta, False, 0.0, eps))
         h = h.view(N, 12, K, -1)  # (N, P, k, m_i)
+    expected = h.max(2).values
     folded = [fold_batch_norm(*layer, *norm) for layer, norm in zip(layers, norms)]
     u, v = point_projections(points, coords, *folded[0])
-    torch.testing.assert_close(folded_pair_mlp(u, v, idx, folded[1:]), h.max(2).values, **EXACT)
+    got = folded_pair_mlp(u, v, idx, folded[1:])
+    torch.testing.assert_close(got, expected, **EXACT)
+    # The folded form updates pair tensors in place; under autograd (eval-mode BN while fine-tuning) its input
+    # gradient must still equal the plain form's.
+    grad = torch.randn(got.shape, generator=g, dtype=torch.float64)
+    (want,) = torch.autograd.grad(expected, points, grad)
+    (have,) = torch.autograd.grad(got, points, grad)
+    torch.testing.assert_close(have, want, **EXACT)
