@@ -173,11 +173,13 @@ def _frame_halves(num_frames: int) -> list[tuple[int, int, int, int]]:
 _BLOCK_ELEMENTS = 1 << 25
 ROW_MIN_GROUPS = 64
 # "auto" scores each frame pair once (method "pairs") from this many points per clip on. Below, the pairs
-# method's many small blocks cost more than the matmul it saves, and one long top-k per row ("rows") wins
-# (measured at 8 frames of 8×8: rows 2× faster; from 8 frames of 14×14 on, pairs faster at 32–256 channels).
+# method's many small blocks cost more than the matmul it saves, and one long top-k per row ("rows") wins.
+# torch backend, measured at 8 frames of 8×8: rows 2× faster; from 8 frames of 14×14 on, pairs faster at 32–256
+# channels. Native backend (one thread, clips tiled together): pairs 1.05–1.5× faster from 256 points per clip
+# (4×8×8 to 8×16×8), even at 128.
 PAIRS_MIN_POINTS = 1024
-PAIRS_MIN_POINTS_NATIVE = 1024
-# Scores per native tile (float32: 2 MiB, half a core's L2 here).
+PAIRS_MIN_POINTS_NATIVE = 256
+# Scores per native tile (float32: 2 MiB, about a core's L2 here).
 NATIVE_TILE_ELEMENTS = 1 << 19
 
 
@@ -316,44 +318,49 @@ def _running_lists(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     return x.new_full((n, p, k), float("-inf")), torch.full((n, p, k), -1, dtype=torch.long)
 
 
-def _tile_rows(cols: int, block_size: int) -> int:
-    """Rows per native tile: a tile stays in a core's L2 cache between the matmul that writes it and the
-    selection that reads it (streaming whole blocks through memory made the selection 2–3× slower here)."""
-    return max(1, min(block_size, NATIVE_TILE_ELEMENTS // cols))
+def _tile_shape(n: int, rows: int, cols: int, block_size: int) -> tuple[int, int]:
+    """(clips, rows) per native tile of ``cols`` columns: a tile stays in a core's L2 cache between the matmul that
+    writes it and the selection that reads it (streaming whole blocks through memory made the selection 2–3×
+    slower here). Small clips are tiled all together — one matmul and one C call per tile instead of one per clip —
+    when every clip still gets at least min(rows, 64) rows."""
+    clips = n if NATIVE_TILE_ELEMENTS // (n * cols) >= min(rows, 64) else 1
+    return clips, max(1, min(block_size, rows, NATIVE_TILE_ELEMENTS // (clips * cols)))
 
 
 def _knn_rows_native(x: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int) -> torch.Tensor | None:
-    """native backend, rows method: tiles of one clip's rows against all its points, own frame skipped in C."""
+    """native backend, rows method: tiles of rows against all points of their clips, own frame skipped in C."""
     n, p, _ = x.shape
     sq = (x * x).sum(-1)  # (N, P)
     val, idx = _running_lists(x, k)
-    rows = _tile_rows(p, block_size)
-    buffer = x.new_empty(rows * p)
-    for b in range(n):
-        cols_t = x[b].t()  # (C, P)
+    clips, rows = _tile_shape(n, p, p, block_size)
+    buffer = x.new_empty(clips * rows * p)
+    for b0 in range(0, n, clips):
+        b1 = b0 + clips
+        cols_t = x[b0:b1].transpose(1, 2)  # (B, C, P)
         for r0 in range(0, p, rows):
             r1 = min(r0 + rows, p)
-            dot = torch.mm(x[b, r0:r1], cols_t, out=buffer[: (r1 - r0) * p].view(r1 - r0, p))  # (R, P)
-            native.update(dot[None], sq[b : b + 1], val[b : b + 1], idx[b : b + 1], r0, 0, rows=True, cols=False,
-                          frame_points=hw)
+            dot = torch.bmm(x[b0:b1, r0:r1], cols_t, out=buffer[: clips * (r1 - r0) * p].view(clips, r1 - r0, p))
+            native.update(dot, sq[b0:b1], val[b0:b1], idx[b0:b1], r0, 0, rows=True, cols=False, frame_points=hw)
     return None if bool((idx[..., -1] < 0).any()) else idx
 
 
 def _knn_pairs_native(x: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int) -> torch.Tensor | None:
-    """native backend, pairs method: the bisection blocks of :func:`_frame_halves` in cache-sized tiles of one
-    clip's rows, each folded into its rows' and its columns' lists."""
+    """native backend, pairs method: the bisection blocks of :func:`_frame_halves` in cache-sized tiles, each
+    folded into its rows' and its columns' lists."""
     n, p, _ = x.shape
     sq = (x * x).sum(-1)  # (N, P)
     val, idx = _running_lists(x, k)
     splits = _frame_halves(num_frames)
-    buffer = x.new_empty(max(_tile_rows((hi - mid) * hw, 2 * block_size) * (hi - mid) * hw for _, mid, hi, _ in splits))
-    for lo, mid, hi, _ in splits:
-        a0, a1, b0, b1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
-        rows, cols = _tile_rows(b1 - b0, 2 * block_size), b1 - b0
-        for b in range(n):
-            cols_t = x[b, b0:b1].t()  # (C, B)
+    shapes = [_tile_shape(n, (mid - lo) * hw, (hi - mid) * hw, 2 * block_size) for lo, mid, hi, _ in splits]
+    buffer = x.new_empty(max(clips * rows * (hi - mid) * hw for (clips, rows), (_, mid, hi, _) in zip(shapes, splits)))
+    for (lo, mid, hi, _), (clips, rows) in zip(splits, shapes):
+        a0, a1, c0, c1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
+        for b0 in range(0, n, clips):
+            b1 = b0 + clips
+            cols_t = x[b0:b1, c0:c1].transpose(1, 2)  # (B, C, c1 − c0)
             for r0 in range(a0, a1, rows):
                 r1 = min(r0 + rows, a1)
-                dot = torch.mm(x[b, r0:r1], cols_t, out=buffer[: (r1 - r0) * cols].view(r1 - r0, cols))  # (R, B)
-                native.update(dot[None], sq[b : b + 1], val[b : b + 1], idx[b : b + 1], r0, b0, rows=True, cols=True)
+                out = buffer[: clips * (r1 - r0) * (c1 - c0)].view(clips, r1 - r0, c1 - c0)
+                dot = torch.bmm(x[b0:b1, r0:r1], cols_t, out=out)  # (B, R, c1 − c0)
+                native.update(dot, sq[b0:b1], val[b0:b1], idx[b0:b1], r0, c0, rows=True, cols=True)
     return None if bool((idx[..., -1] < 0).any()) else idx

@@ -124,6 +124,21 @@ def test_auto_method_picks_by_points_per_clip(monkeypatch: pytest.MonkeyPatch) -
     assert calls == ["rows", "pairs"]
 
 
+@NEEDS_CC
+def test_auto_method_native_thresholds_and_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cpnet.ops.knn as knn
+
+    calls = []
+    monkeypatch.setattr(knn, "_knn_rows", lambda *a: calls.append("rows"))
+    monkeypatch.setattr(knn, "_knn_pairs", lambda *a: calls.append("pairs"))
+    monkeypatch.setattr(knn, "_knn_rows_native", lambda *a: calls.append("native rows"))
+    monkeypatch.setattr(knn, "_knn_pairs_native", lambda *a: calls.append("native pairs"))
+    knn.cross_frame_knn(torch.zeros(1, knn.PAIRS_MIN_POINTS_NATIVE - 2, 3), 2, 1, backend="native")
+    knn.cross_frame_knn(torch.zeros(1, knn.PAIRS_MIN_POINTS_NATIVE, 3), 2, 1, backend="native")
+    # The native search returning None (a list left short by non-finite scores) falls back to torch.
+    assert calls == ["native rows", "rows", "native pairs", "pairs"]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu() -> None:
     x = torch.randn(2, 6 * 16, 8, dtype=torch.float64)
