@@ -74,6 +74,8 @@ def test_pair_classes_share_one_distribution_of_frames():
 
 
 def test_each_class_moves_as_named_and_visibly():
+    """Every class moves the named way, by amounts visible on a coarse feature grid: at 32 px a rotating shape's
+    rim moves >= 2.5 px per frame (below that, a CP module on 8x8 maps could not tell the turning direction)."""
     ds = SyntheticMotion(9 * 10, num_frames=8, size=32, seed=1)
     for i in range(len(ds)):
         name = CLASS_NAMES[ds.label(i)]
@@ -86,6 +88,8 @@ def test_each_class_moves_as_named_and_visibly():
             "static": (dx == 0) & (dy == 0) & (dr == 0) & (da == 0),
         }[name]  # fmt: skip
         assert np.all(expected), name
+        if name.startswith("rotate"):
+            assert np.all(np.abs(da) * s["radius"][1:] >= 2.5), f"{name}: rim moves too little per frame"
 
 
 def test_increasing_angle_turns_clockwise_on_screen():
