@@ -7,20 +7,24 @@ Two implementations:
 
 - :func:`cross_frame_knn_dense`, the plain formulation: the whole (N, P, P) distance matrix, the same-frame blocks
   masked, one top-k. Memory O(N·P²). Kept as the test oracle and the benchmark baseline.
-- :func:`cross_frame_knn`, the one models use, never builds the (N, P, P) matrix. The squared norms ride inside
-  the matmul as two extra feature columns, so a block of distances costs one GEMM, written into one reused buffer;
-  peak extra memory is O(N·block·P). Two layouts:
+- :func:`cross_frame_knn`, the one models use, never builds the (N, P, P) matrix. Two layouts:
   - "pairs": the distance is symmetric, so the frames are bisected recursively and each block
-    [frames lo..mid) × [mid..hi) is scored once and read both ways — top-k along the rows gives the first
-    half's candidates in the second, top-k down the columns the second half's in the first. Only cross-frame
-    distances are computed, half of the full matmul; candidates are kept per bisection level and merged once.
-  - "rows": row blocks against all P points with each row's own frame masked, one long top-k per row. Twice the
-    matmul of "pairs", but far fewer, longer top-k calls: faster for small clips, where calls dominate.
-  Top-k over long rows is pre-filtered by group maxima (see :func:`_topk_last`).
+    [frames lo..mid) × [mid..hi) is scored once and read both ways: along the rows for the first half's
+    candidates in the second, down the columns for the second half's in the first. Only cross-frame distances
+    are computed, half of the full matmul.
+  - "rows": row blocks against all P points with each row's own frame left out. Twice the matmul of "pairs",
+    but fewer, longer reads: faster for small clips.
+  And two ways to reduce a block to the k best (``backend``):
+  - "native" (CPU): blocks are computed in cache-sized tiles of dot products, each folded by compiled C
+    (:mod:`cpnet.ops.native`) into running k-best lists of its rows and columns; the norms are applied there.
+  - "torch" (CUDA, export tracing, or no C compiler): blocks of distances (the squared norms ride inside the
+    matmul as two extra feature columns) in one reused buffer, torch.topk on rows pre-filtered by group maxima
+    (:func:`_topk_last`); candidates kept per bisection level and merged once.
+  Peak extra memory is O(N·block·P) for "torch" and one tile plus the (N, P, k) lists for "native".
 
-Tie order: among equal distances the order (and, at the k-th place, the choice) is whatever ``torch.topk``
-returns; it may differ between the two implementations and between devices. Use float64 input when an exact,
-reproducible neighbour set matters.
+Tie order: among equal distances the order (and, at the k-th place, the choice) depends on the backend (the first
+seen wins in "native", whatever ``torch.topk`` returns in "torch") and on the device. Use float64 input when an
+exact, reproducible neighbour set matters.
 """
 
 from __future__ import annotations
@@ -200,9 +204,10 @@ def cross_frame_knn(
         k: neighbours per point, 1 <= k <= (T − 1)·H·W.
         block_size: query rows per distance block; peak extra memory is about N·block_size·P distances.
             Default: as many rows as keep a block within 128 MiB (float32), and at least one frame.
-        method: "rows" scores row blocks against every point and masks their own frames (one long top-k per
-            row: cheapest for small clips); "pairs" scores each pair of frames once
-            (half the matmul, two shorter top-k passes: cheapest for larger clips); "auto" picks by points per clip.
+        method: "rows" scores row blocks against every point with their own frames left out (cheapest for small
+            clips); "pairs" scores each pair of frames once and reads it both ways (half the matmul: cheapest for
+            larger clips); "auto" picks by points per clip (pairs from 256 with the native backend, 1,024 with
+            torch).
         backend: how CPU blocks are reduced to the k best: "native" folds them into running lists in compiled C
             (:mod:`cpnet.ops.native`), "torch" uses torch.topk, "auto" (default) native when it builds. None reads
             ``CPNET_KNN_BACKEND``. CUDA tensors, and tracing for export, always use torch.
