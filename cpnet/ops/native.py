@@ -2,8 +2,9 @@
 
 torch.topk copies and partially sorts every row it is given (1.4–5 ns per element on this project's 2-core CPU,
 the slow end on rows shorter than 64·k), which costs more than the matmul that produced the scores. The C code
-folds each block of scores into the running k-best lists of its rows and columns in one pass, about one
-comparison per score, so the search is dominated by the matmul again.
+folds each tile of dot products into the running k-best lists of its rows and of its columns: a few vector
+compares per 16 scores, and a sorted insert only for the few that beat a list's current worst. The whole search
+then takes about as long as the half matmul it needs (benchmarks/README.md, "kNN").
 
 The library has no Python or torch headers: plain C with a C ABI, compiled with the system C compiler (``$CC``,
 default ``cc``) in well under a second and loaded with ctypes, cached under ``$CPNET_CACHE_DIR`` (default
@@ -34,9 +35,9 @@ BACKENDS = ("auto", "native", "torch")
 ABI_VERSION = 2
 _SOURCES = ("knn_select.c", "knn_select_impl.h")
 _FLAGS = ("-O3", "-shared", "-fPIC", "-pthread", "-std=c99", "-D_POSIX_C_SOURCE=200112L")
-# OpenMP when the compiler has it: the library then shares torch's libgomp (same soname, already loaded) and its
-# worker threads. Measured at 2 threads: the selection took twice as long on fresh POSIX threads, which competed
-# with torch's OpenMP workers still spinning after each matmul.
+# OpenMP when the compiler has it: the library then shares torch's libgomp (loaded already under the same soname
+# from torch's Linux wheel) and its worker threads. Measured at 2 threads: the selection took twice as long on
+# fresh POSIX threads, which competed with torch's OpenMP workers still spinning after each matmul.
 _THREADING_FLAGS = (("-fopenmp",), ())
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "lib": the loaded library, or "error": why it could not be had
