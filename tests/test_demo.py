@@ -8,7 +8,7 @@ import pytest
 from cpnet.cli import main
 from cpnet.config import load_config
 from cpnet.data.synthetic import MANIFEST
-from cpnet.demo import FULL, MODELS, demo_config, format_table
+from cpnet.demo import FULL, MODELS, demo_config, format_table, run_demo
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
 
@@ -46,3 +46,23 @@ def test_shipped_synthetic_configs_are_the_demo_settings(key):
 def test_demo_config_refuses_unknown_model():
     with pytest.raises(ValueError, match="unknown demo model 'i3d'"):
         demo_config("i3d")
+
+
+def test_demo_writes_the_dataset_with_its_writer_processes(tmp_path, monkeypatch):
+    """The full demo writes its dataset with both cores (FULL.write_workers), then trains with one decoding
+    worker; the data config it hands the writer says so."""
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def fake_prepare(data, log):
+        seen.append(data)
+        raise Stop
+
+    monkeypatch.setattr("cpnet.engine.runs.prepare_data", fake_prepare)
+    with pytest.raises(Stop):
+        run_demo(tmp_path / "demo", log=lambda message: None)
+    assert FULL.write_workers == 2 and seen[0].workers == 2 and FULL.workers == 1
+    assert seen[0].root == str(tmp_path / "demo" / "data") and seen[0].synthetic.num_train == FULL.num_train
