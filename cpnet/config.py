@@ -98,6 +98,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     amp: bool = True  # mixed precision; used on CUDA only
     seed: int = 0
+    val_every: int = 1  # validate after every n-th epoch and after the last one
     deterministic: bool = True
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
@@ -222,7 +223,7 @@ def validate(cfg: Config) -> Config:
     _check_choice("eval.protocol", cfg.eval.protocol, PROTOCOLS)
     _check_choice("train.device", cfg.train.device, DEVICES)
     _check_positive(cfg, ["data.num_frames", "data.stride", "data.size", "data.short_side", "optim.step_size",
-                          "train.epochs", "train.batch_size", "train.accumulate", "train.threads",
+                          "train.epochs", "train.batch_size", "train.accumulate", "train.threads", "train.val_every",
                           "optim.reference_batch", "eval.clips", "eval.crops", "eval.batch_size",
                           "data.synthetic.num_train",
                           "data.synthetic.num_val", "data.synthetic.num_frames", "data.synthetic.size"])

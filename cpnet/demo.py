@@ -77,7 +77,9 @@ def demo_config(key: str, size: DemoSize = FULL, data_root: str = "data/syntheti
                                "size": size.size, "seed": 0}},
         "optim": {"lr": size.lr, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4, "schedule": "cosine",
                   "warmup_epochs": 0.2},
-        "train": {"epochs": size.epochs, "batch_size": size.batch_size, "seed": 0, "threads": size.threads},
+        # Validated after the last epoch only: the demo evaluates every model once after training anyway.
+        "train": {"epochs": size.epochs, "batch_size": size.batch_size, "seed": 0, "threads": size.threads,
+                  "val_every": size.epochs},
         "eval": {"protocol": "single", "batch_size": 2 * size.batch_size},
     })
 

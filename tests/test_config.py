@@ -65,7 +65,8 @@ def test_unknown_key_in_yaml_names_file_and_nearest_key(tmp_path):
 @pytest.mark.parametrize(
     "override, fragment",
     [("optim.lr=abc", "expected float"), ("train.epochs=1.5", "expected int"), ("train.amp=3", "expected bool"),
-     ("optim.schedule=linear", "not one of"), ("train.epochs=0", "> 0"), ("train.label_smoothing=1.0", "[0, 1)"),
+     ("optim.schedule=linear", "not one of"), ("train.epochs=0", "> 0"), ("train.val_every=0", "train.val_every"),
+     ("train.label_smoothing=1.0", "[0, 1)"),
      ("data.dataset=imagenet", "not one of"), ("optim=3", "mapping"), ("optim.lr", "key=value")],
 )
 def test_bad_values_are_refused_with_the_key(override, fragment):

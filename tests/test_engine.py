@@ -92,6 +92,18 @@ def make_run(tmp_path, epochs=3, lr=0.1, bad=(), max_bad=0.0, accumulate=1, name
     return model, opt, sched, train, val, kwargs
 
 
+def test_val_every_validates_every_nth_and_the_last_epoch(tmp_path):
+    model, opt, sched, train, val, kw = make_run(tmp_path, epochs=3)
+    kw["options"] = TrainOptions(epochs=3, progress=False, val_every=2)
+    summary = fit(model, opt, sched, train, val, **kw)
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert ["val_top1" in r for r in records] == [False, True, True]
+    # Only validated epochs compete for "best": before the first validation there is none.
+    assert "best_top1" not in records[0]
+    assert summary["best_top1"] == max(records[1]["val_top1"], records[2]["val_top1"])
+    assert load_checkpoint(tmp_path / "run" / BEST)["epoch"] in (2, 3)
+
+
 def test_parameter_groups_exclude_norm_and_bias_by_default():
     model = ToyNet()
     groups = parameter_groups(model, weight_decay=0.1)

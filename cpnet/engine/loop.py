@@ -58,6 +58,7 @@ class TrainOptions:
     amp: bool = False  # mixed precision; only takes effect on CUDA
     max_bad_fraction: float = 0.0  # skipped (unreadable) clips allowed per epoch, as a fraction of the dataset
     progress: bool | None = None  # tqdm bar; None: only when stderr is a terminal
+    val_every: int = 1  # validate after every n-th epoch and after the last one
 
 
 def _unpack(batch: tuple) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -237,7 +238,8 @@ def fit(
     on_epoch_end: Callable[[dict], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train ``options.epochs`` epochs, validating, logging and checkpointing after each one.
+    """Train ``options.epochs`` epochs, logging and checkpointing after each one and validating after every
+    ``options.val_every``-th and the last.
 
     ``meta`` (model name, class count, class names, resolved config; plain data) is stored in every checkpoint.
     ``resume=True`` continues from ``out_dir/checkpoint_last.pt`` with the model, optimiser, schedule, scaler and
@@ -265,12 +267,16 @@ def fit(
             record = {"epoch": epoch + 1, "lr": schedule.lr}
             record |= train_one_epoch(model, train_loader, optimizer, schedule, device=device, options=options,
                                       scaler=scaler, epoch=epoch)
-            if val_loader is not None:
+            validate = (epoch + 1) % options.val_every == 0 or epoch + 1 == options.epochs
+            if val_loader is not None and validate:
                 record |= evaluate(unwrap(model), val_loader, device=device, amp=options.amp)
+            # With a validation set, only validated epochs compete for "best" (train and val scores do not compare).
+            scored = val_loader is None or validate
             score = record.get("val_top1", record["train_top1"])
-            is_best = score > best
-            best = max(best, score)
-            record["best_top1"] = best
+            is_best = scored and score > best
+            best = max(best, score) if scored else best
+            if best >= 0:  # absent before the first validation
+                record["best_top1"] = best
             history.append(record)
             if main:
                 run_log.write(record)

@@ -148,7 +148,7 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, init: s
             options = TrainOptions(epochs=cfg.train.epochs, accumulate=cfg.train.accumulate,
                                    label_smoothing=cfg.train.label_smoothing, amp=cfg.train.amp,
                                    max_bad_fraction=cfg.data.max_bad_fraction if cfg.data.skip_bad else 0.0,
-                                   progress=progress)
+                                   progress=progress, val_every=cfg.train.val_every)
             meta = {"model_name": cfg.model.name, "num_classes": train_split.num_classes,
                     "class_names": list(train_split.class_names), "config": config_to_dict(cfg)}
             if is_main():
