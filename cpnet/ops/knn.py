@@ -247,39 +247,17 @@ def cross_frame_knn(
     return _knn_pairs(left, right, num_frames, hw, k, 2 * block_size)
 
 
-def _row_blocks(left: torch.Tensor, right: torch.Tensor, hw: int, block_size: int):
-    """Yield (r0, r1, score): row blocks of whole frames (or of one frame's rows) scored against all P points,
-    score (N, R, P) = −‖x_r − x_c‖², written into one reused buffer (no fresh pages per block)."""
+def _knn_rows(left: torch.Tensor, right: torch.Tensor, hw: int, k: int, block_size: int) -> torch.Tensor:
+    """torch backend, rows method: row blocks of whole frames (or of one frame's rows) against all P points, own
+    frame masked, one (grouped) top-k per row."""
     n, p, _ = left.shape
     rows = block_size if block_size < hw else (block_size // hw) * hw  # whole frames, or part of one
     cols_t = right.transpose(1, 2)  # (N, C+2, P)
-    buffer = left.new_empty(n * min(rows, p) * p)
+    out = torch.empty((n, p, k), dtype=torch.long, device=left.device)
+    buffer = left.new_empty(n * min(rows, p) * p)  # one block, reused: no fresh pages per block
     for r0 in range(0, p, rows):
         r1 = min(r0 + rows, p)
-        yield r0, r1, _bmm_into(left[:, r0:r1], cols_t, buffer)
-
-
-def _pair_blocks(left: torch.Tensor, right: torch.Tensor, num_frames: int, hw: int, block_size: int):
-    """Yield (level, r0, r1, b0, b1, score) over the bisection blocks of :func:`_frame_halves`: rows [r0, r1) of
-    the first half against the columns [b0, b1) of the second, score (N, R, B) = −‖x_r − x_c‖² in one reused
-    buffer. Every pair of distinct frames is scored exactly once."""
-    n = left.shape[0]
-    splits = _frame_halves(num_frames)
-    biggest = max(min(block_size, (mid - lo) * hw) * (hi - mid) * hw for lo, mid, hi, _ in splits)
-    buffer = left.new_empty(n * biggest)
-    for lo, mid, hi, level in splits:
-        a0, a1, b0, b1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
-        cols_t = right[:, b0:b1].transpose(1, 2)  # (N, C+2, B)
-        for r0 in range(a0, a1, block_size):
-            r1 = min(r0 + block_size, a1)
-            yield level, r0, r1, b0, b1, _bmm_into(left[:, r0:r1], cols_t, buffer)
-
-
-def _knn_rows(left: torch.Tensor, right: torch.Tensor, hw: int, k: int, block_size: int) -> torch.Tensor:
-    """torch backend, rows method: each row block's own frames masked, one (grouped) top-k per row."""
-    n, p, _ = left.shape
-    out = torch.empty((n, p, k), dtype=torch.long, device=left.device)
-    for r0, r1, score in _row_blocks(left, right, hw, block_size):
+        score = _bmm_into(left[:, r0:r1], cols_t, buffer)  # (N, R, P) = −‖x_r − x_c‖²
         for f in range(r0 // hw, (r1 - 1) // hw + 1):  # mask each row's own frame
             a, b = max(r0, f * hw) - r0, min(r1, (f + 1) * hw) - r0
             score[:, a:b, f * hw : (f + 1) * hw] = float("-inf")
@@ -290,22 +268,33 @@ def _knn_rows(left: torch.Tensor, right: torch.Tensor, hw: int, k: int, block_si
 def _knn_pairs(
     left: torch.Tensor, right: torch.Tensor, num_frames: int, hw: int, k: int, block_size: int
 ) -> torch.Tensor:
-    """torch backend, pairs method: each block read row-wise and column-wise with (grouped) top-k."""
+    """torch backend, pairs method: each pair of frames scored once, in the bisection blocks of
+    :func:`_frame_halves`, read both ways with (grouped) top-k."""
     n, p, _ = left.shape
-    # A point receives at most one candidate list per bisection level, so candidates are kept per level and
-    # merged once at the end; a block's column candidates are merged over its row blocks first.
-    levels = 1 + max(level for *_, level in _frame_halves(num_frames))
+    # Every frame pair (i < j) is scored once, in the block [lo, mid) × [mid, hi) of one bisection level; a point
+    # receives at most one candidate list per level, so candidates are kept per level and merged once at the end.
+    splits = _frame_halves(num_frames)
+    levels = 1 + max(level for *_, level in splits)
     cand_val = torch.full((levels, n, p, k), float("-inf"), dtype=left.dtype, device=left.device)  # −distance
     cand_idx = torch.zeros((levels, n, p, k), dtype=torch.long, device=left.device)
-    columns: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
-    for level, r0, r1, b0, b1, score in _pair_blocks(left, right, num_frames, hw, block_size):
-        kr = min(k, b1 - b0)
-        v, i = _topk_last(score, kr)  # (N, R, kr): rows' nearest among the columns
-        cand_val[level, :, r0:r1, :kr], cand_idx[level, :, r0:r1, :kr] = v, i + b0
-        v, i = _topk_columns(score, min(k, r1 - r0))  # (N, B, kc): columns' nearest among these rows
-        columns.setdefault((level, b0, b1), []).append((v, i + r0))
-    for (level, b0, b1), parts in columns.items():
-        v, i = torch.cat([v for v, _ in parts], dim=2), torch.cat([i for _, i in parts], dim=2)  # (N, B, Σkc)
+
+    # One block buffer, reused: fresh pages for every block would cost page faults and allocator churn.
+    biggest = max(min(block_size, (mid - lo) * hw) * (hi - mid) * hw for lo, mid, hi, _ in splits)
+    buffer = left.new_empty(n * biggest)
+    for lo, mid, hi, level in splits:
+        a0, a1, b0, b1 = lo * hw, mid * hw, mid * hw, hi * hw  # rows = frames [lo, mid), columns = [mid, hi)
+        cols_t = right[:, b0:b1].transpose(1, 2)  # (N, C+2, Bc)
+        col_vals, col_idx = [], []
+        for r0 in range(a0, a1, block_size):
+            r1 = min(r0 + block_size, a1)
+            score = _bmm_into(left[:, r0:r1], cols_t, buffer)  # (N, R, Bc) = −‖x_r − x_c‖²
+            kr = min(k, b1 - b0)
+            v, i = _topk_last(score, kr)  # (N, R, kr): rows' nearest among the columns
+            cand_val[level, :, r0:r1, :kr], cand_idx[level, :, r0:r1, :kr] = v, i + b0
+            v, i = _topk_columns(score, min(k, r1 - r0))  # (N, Bc, kc): columns' nearest among these rows
+            col_vals.append(v)
+            col_idx.append(i + r0)
+        v, i = torch.cat(col_vals, dim=2), torch.cat(col_idx, dim=2)  # (N, Bc, Σkc)
         if v.shape[2] > k:
             v, pos = v.topk(k, dim=2)
             i = i.gather(2, pos)
