@@ -75,9 +75,12 @@ static void NAME(fold_columns)(const NAME(job_t) *job, int64_t b, int64_t j0, in
         int64_t g = j0;
         for (; g + LANES <= j1; g += LANES) {
             for (unsigned m = MASK_COL(row + g, sqr, bound + (g - j0)); m; m &= m - 1) {
-                const int64_t j = g + __builtin_ctz(m); /* each column's bound changes only at its own insert */
-                NAME(insert)(cv + j * k, ci + j * k, k, 2 * row[j] - sqr, job->row0 + i);
-                bound[j - j0] = cv[j * k + k - 1];
+                const int64_t j = g + __builtin_ctz(m);
+                const SCALAR s = 2 * row[j] - sqr;
+                if (s > bound[j - j0]) { /* true by the mask; checked so an insert never drops a better entry */
+                    NAME(insert)(cv + j * k, ci + j * k, k, s, job->row0 + i);
+                    bound[j - j0] = cv[j * k + k - 1];
+                }
             }
         }
         for (int64_t j = g; j < j1; j++) {
