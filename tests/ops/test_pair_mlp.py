@@ -75,6 +75,10 @@ def test_fused_equals_stored_form(layers: int, chunk: int | None, ties: bool) ->
         torch.testing.assert_close(mean, mean_e, **EXACT)
         torch.testing.assert_close(var, var_e, **EXACT)
     grads, expected_grads = _grads(prm, out), _grads(prm, expected)
+    if ties:  # which of two tied pairs wins the max depends on how the ISA rounds them: any choice is valid, so
+        # only the tie mates' summed gradient is defined (points 0 and 1 share u)
+        for g in (grads, expected_grads):
+            g["u"] = torch.cat([g["u"][:, :1] + g["u"][:, 1:2], g["u"][:, 2:]], dim=1)  # (N, P-1, m0)
     for name in expected_grads:
         torch.testing.assert_close(grads[name], expected_grads[name], **EXACT, msg=name)
 
