@@ -99,7 +99,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision; used on CUDA only
     seed: int = 0
     val_every: int = 1  # validate after every n-th epoch and after the last one
-    deterministic: bool = True
+    deterministic: bool = True  # deterministic kernels: the same figures again on the same machine and torch build
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)

@@ -68,7 +68,7 @@ def _unpack(batch: tuple) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """float16 autocast on CUDA when ``amp``; a no-op elsewhere (CPU runs stay float32 and deterministic)."""
+    """float16 autocast on CUDA when ``amp``; a no-op elsewhere (CPU runs stay float32)."""
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return contextlib.nullcontext()

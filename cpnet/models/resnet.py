@@ -147,6 +147,8 @@ class VideoResNet(nn.Module):
         temporal_kernel: 1 for C2D (1×k×k kernels), 3 for C3D (3×k×k, stem 3×7×7, temporal padding 1).
         stem_stride: 2 (conv 7×7/2 + max-pool 3×3/2) or 1 (conv stride 1 + the max-pool: the released code's
             112² variant with the same feature sizes as 224²).
+        stem_kernel: spatial size of the stem conv (7 in every ResNet; an odd number, e.g. 3 for tiny inputs, where
+            a 7×7 stem at stride 1 costs more than the rest of a small network).
         dropout: drop probability before the fc.
         cp_at: stage → block indices that get a CP module on their pre-ReLU sum, e.g. {"layer2": (2, 3)}.
         cp_k: neighbours per point.
@@ -165,8 +167,9 @@ class VideoResNet(nn.Module):
     """
 
     def __init__(self, block: str = "basic", layers: Sequence[int] = (2, 2, 2, 2), num_classes: int = 400,
-                 width: int = 64, temporal_kernel: int = 1, stem_stride: int = 2, dropout: float = 0.5,
-                 cp_at: Placement | None = None, cp_k: int = 8, cp_mlp: Sequence[float | int] = (0.25, 0.5),
+                 width: int = 64, temporal_kernel: int = 1, stem_stride: int = 2, stem_kernel: int = 7,
+                 dropout: float = 0.5, cp_at: Placement | None = None, cp_k: int = 8,
+                 cp_mlp: Sequence[float | int] = (0.25, 0.5),
                  cp_bottleneck: float | int | None = None, cp_shrink: Mapping[str, int] | None = None,
                  cp_init_gamma: float = 0.0, cp_block_size: int | None = None, cp_recompute: bool = False,
                  cp_coords: str = "normalized", nl_at: Placement | None = None, nl_pool: bool = True,
@@ -174,6 +177,8 @@ class VideoResNet(nn.Module):
                  smart_stem: bool = False, in_channels: int = 3) -> None:
         super().__init__()
         _check_args(block, layers, num_classes, width, temporal_kernel, stem_stride, dropout)
+        if not isinstance(stem_kernel, int) or stem_kernel < 1 or stem_kernel % 2 == 0:
+            raise ValueError(f"stem_kernel must be an odd positive int, got {stem_kernel!r}")
         self.block, self.layers, self.in_channels = block, tuple(layers), in_channels
         cp_sites = _check_placement("cp_at", cp_at, layers)
         nl_sites = _check_placement("nl_at", nl_at, layers)
@@ -183,10 +188,12 @@ class VideoResNet(nn.Module):
                        block_size=cp_block_size, recompute=cp_recompute, coords=cp_coords)
 
         if smart_stem:
-            self.conv1: nn.Module = SMARTBlock(in_channels, width, (3, 7, 7), (1, stem_stride, stem_stride))
+            self.conv1: nn.Module = SMARTBlock(in_channels, width, (3, stem_kernel, stem_kernel),
+                                               (1, stem_stride, stem_stride))
         else:
-            self.conv1 = nn.Conv3d(in_channels, width, (temporal_kernel, 7, 7), (1, stem_stride, stem_stride),
-                                   (temporal_kernel // 2, 3, 3), bias=False)
+            self.conv1 = nn.Conv3d(in_channels, width, (temporal_kernel, stem_kernel, stem_kernel),
+                                   (1, stem_stride, stem_stride), (temporal_kernel // 2, stem_kernel // 2,
+                                                                   stem_kernel // 2), bias=False)
         self.bn1 = nn.BatchNorm3d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))

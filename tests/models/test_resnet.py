@@ -73,6 +73,15 @@ def test_c3d_kernels_and_stem_stride():
     assert stride1.forward_features(torch.randn(1, 3, 2, 32, 32)).shape == (1, 64, 2, 2, 2)  # 32 → 32 → 16 → … 2
 
 
+@pytest.mark.parametrize("name, temporal", [("c2d_r18", 1), ("c3d_r18", 3), ("artnet_r18", 3)])
+def test_stem_kernel_keeps_the_feature_sizes(name, temporal):
+    small = create_model(name, stem_kernel=3, stem_stride=1, **TINY)
+    stem = small.conv1 if name != "artnet_r18" else small.conv1.relation
+    assert stem.weight.shape[2:] == (temporal, 3, 3) and stem.padding == (temporal // 2, 1, 1)
+    x = torch.randn(1, 3, 2, 32, 32)
+    assert small.forward_features(x).shape == create_model(name, stem_stride=1, **TINY).forward_features(x).shape
+
+
 class _Recorder(nn.Module):
     """Stands in for CPModule: records its arguments and input, returns 2·s."""
 
@@ -146,6 +155,7 @@ def test_unknown_override_is_named():
     ({"block": "wide"}, "block must be 'basic' or 'bottleneck'"),
     ({"layers": (2, 2, 2)}, "layers must be 4 positive ints"),
     ({"stem_stride": 4}, "stem_stride must be 1 or 2"),
+    ({"stem_kernel": 4}, "stem_kernel must be an odd positive int, got 4"),
     ({"temporal_kernel": 2}, "temporal_kernel must be an odd size"),
     ({"dropout": 1.0}, "dropout must be in"),
     ({"width": 0}, "width must be a positive int"),

@@ -1,0 +1,83 @@
+"""What a run ran on: CPU model, torch's CPU capability, threads and a measured sgemm rate.
+
+Timings and even accuracies (through rounding) depend on the machine: the same demo takes 2-3x longer on a 2-core
+AVX2-only CPU than on an AVX-512 one. Reports record these facts so a user can compare their figures with ours.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+# Variables that make torch, oneDNN and MKL use a narrower instruction set than the CPU has (to emulate another
+# machine); recorded when set.
+ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` knows, else ``"unknown"``."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def sgemm_gflops(size: int = 512, seconds: float = 0.3, threads: int | None = None) -> float:
+    """Best float32 square-matmul rate in GFLOP/s over about ``seconds`` of repeats, at ``threads`` torch threads
+    (the current count if None)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a, b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
+        out = torch.empty(size, size)
+        torch.mm(a, b, out=out)  # warm-up: thread pool and kernel selection
+        best, deadline = float("inf"), time.perf_counter() + seconds
+        while True:
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=out)
+            best = min(best, time.perf_counter() - t0)
+            if time.perf_counter() > deadline:
+                break
+    finally:
+        torch.set_num_threads(previous)
+    return 2 * size**3 / best / 1e9
+
+
+def machine_info(threads: int | None = None, measure: bool = True) -> dict:
+    """Plain data describing this machine and torch build; ``threads`` is the torch thread count the run used (and
+    the sgemm is measured at), the current count if None."""
+    threads = threads or torch.get_num_threads()
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.machine()}",
+        "isa_env": {name: os.environ[name] for name in ISA_ENV if name in os.environ},
+    }
+    if measure:
+        info["sgemm_gflops"] = round(sgemm_gflops(threads=threads), 1)
+    return info
+
+
+def describe(info: dict) -> str:
+    """One line: ``AMD EPYC (2 cores), torch 2.13.0 CPU capability AVX2, 1 thread, sgemm 47.1 GFLOP/s``."""
+    text = (f"{info['cpu']} ({info['cores']} cores), torch {info['torch']} CPU capability {info['cpu_capability']}, "
+            f"{info['threads']} thread{'s' if info['threads'] != 1 else ''}")
+    if "sgemm_gflops" in info:
+        text += f", sgemm {info['sgemm_gflops']} GFLOP/s (512², float32)"
+    if info["isa_env"]:
+        text += ", " + " ".join(f"{k}={v}" for k, v in info["isa_env"].items())
+    return text
