@@ -114,3 +114,29 @@ def test_missing_paths_give_one_line(argv, name, capsys, tmp_path, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert name in err and len(err.splitlines()) == 1
+
+
+def _denormal_survives() -> bool:
+    return (torch.tensor([1e-40]) * 1.0).item() != 0.0  # 1e-40 is a float32 denormal
+
+
+def test_training_flushes_denormals_and_restores_after(tmp_path, config_file, monkeypatch):
+    """train.flush_denormal (default on): denormal floats are zero inside the run, and ordinary again after."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    import cpnet.engine.runs as runs
+
+    seen = []
+    real_fit = runs.fit
+
+    def watching_fit(*args, **kwargs):
+        seen.append(_denormal_survives())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "fit", watching_fit)
+    assert _denormal_survives()
+    assert main(["train", "--config", str(config_file), "--out", str(tmp_path / "a"), "--no-progress",
+                 "--set", "train.epochs=1"]) == 0
+    assert main(["train", "--config", str(config_file), "--out", str(tmp_path / "b"), "--no-progress",
+                 "--set", "train.epochs=1", "--set", "train.flush_denormal=false"]) == 0
+    assert seen == [False, True] and _denormal_survives()

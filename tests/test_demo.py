@@ -1,6 +1,7 @@
 """`cpnet demo --quick` end to end, and the shipped synthetic configs equal the demo's settings."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["models"]) == ["c2d", "nl", "c3d", "cpnet"]
     for key, r in summary["models"].items():
-        assert {"top1", "pair_top1", "params", "train_seconds"} <= set(r)
+        assert {"top1", "pair_top1", "params", "epochs", "train_seconds"} <= set(r) and r["epochs"] == 1
         assert 0 <= r["top1"] <= 1 and 0 <= r["pair_top1"] <= 1 and r["params"] > 0 and r["train_seconds"] > 0
         assert f"| {MODELS[key][0]} | {MODELS[key][1]} | {100 * r['top1']:.1f} % |" in printed
         eval_json = json.loads((out / "runs" / key / "eval" / "eval.json").read_text())
@@ -30,11 +31,32 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert (out / "per_class.png").stat().st_size > 0
     report = (out / "report.md").read_text()
     assert format_table(summary["models"]) in report and "per_class.png" in report
+    machine = summary["machine"]  # what it ran on, so users can compare their times with ours
+    assert machine["threads"] == 1 and machine["sgemm_gflops"] > 0 and machine["cpu_capability"]
+    assert f"Machine: {machine['cpu']}" in report and machine["cpu_capability"] in report
+    # The models share one frame cache: the set is decoded while C2D trains, then served from memory.
+    cache_lines = [line for line in printed.splitlines() if line.startswith("frame cache:")]
+    assert len(cache_lines) == 4 and "kept in memory for every model and epoch" in report
+    rates = [int(re.search(r"(\d+) % of", line).group(1)) for line in cache_lines]
+    assert rates[0] < rates[-1] and rates[-1] >= 70
     # A second run reuses the dataset (same manifest) and replaces the previous runs.
     stamp = (out / "data" / MANIFEST).stat().st_mtime_ns
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--models", "c2d"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--models", "c2d", "--seed", "3"]) == 0
     assert (out / "data" / MANIFEST).stat().st_mtime_ns == stamp
-    assert list(json.loads((out / "summary.json").read_text())["models"]) == ["c2d"]
+    second = json.loads((out / "summary.json").read_text())
+    assert list(second["models"]) == ["c2d"] and second["seed"] == 3
+    assert load_config(out / "runs" / "c2d" / "config.yaml").train.seed == 3  # the seed reaches training
+
+
+def test_full_demo_budgets_are_per_model_and_reported():
+    assert set(FULL.epochs) == set(MODELS)
+    for key in MODELS:
+        cfg = demo_config(key, FULL, seed=2)
+        assert cfg.train.epochs == cfg.train.val_every == FULL.epochs[key] and cfg.train.seed == 2
+        assert cfg.model.options["stem_kernel"] == FULL.stem_kernel
+    row = {"label": "X", "model": "m", "top1": 0.5, "pair_top1": 0.5, "params": 1e5, "epochs": 6,
+           "train_seconds": 10.0}
+    assert "| 0.100 M | 6 | 10 s |" in format_table({"x": row})
 
 
 @pytest.mark.parametrize("key", list(MODELS))
@@ -49,8 +71,8 @@ def test_demo_config_refuses_unknown_model():
 
 
 def test_demo_writes_the_dataset_with_its_writer_processes(tmp_path, monkeypatch):
-    """The full demo writes its dataset with both cores (FULL.write_workers), then trains with one decoding
-    worker; the data config it hands the writer says so."""
+    """The full demo writes its dataset with both cores (FULL.write_workers), then decodes it in the training
+    process into one frame cache; the data config it hands the writer says so."""
 
     class Stop(Exception):
         pass
@@ -64,5 +86,5 @@ def test_demo_writes_the_dataset_with_its_writer_processes(tmp_path, monkeypatch
     monkeypatch.setattr("cpnet.engine.runs.prepare_data", fake_prepare)
     with pytest.raises(Stop):
         run_demo(tmp_path / "demo", log=lambda message: None)
-    assert FULL.write_workers == 2 and seen[0].workers == 2 and FULL.workers == 1
+    assert FULL.write_workers == 2 and seen[0].workers == 2 and FULL.workers == 0 and FULL.cache_mb > 0
     assert seen[0].root == str(tmp_path / "demo" / "data") and seen[0].synthetic.num_train == FULL.num_train

@@ -10,13 +10,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("demo", help="the main job: C2D vs NL vs C3D vs CPNet on synthetic motion",
                               description="Write (or reuse) the synthetic motion dataset in the Jester layout, "
-                                          "train C2D, NL, C3D and CPNet on it with the same backbone and budget, "
-                                          "evaluate each and write a report.")
+                                          "train C2D, NL, C3D and CPNet on it with the same backbone, evaluate "
+                                          "each and write a report.")
     p.add_argument("--out", default="runs/demo", help="report folder (default runs/demo)")
     p.add_argument("--data", help="dataset folder (default <out>/data); reused when it already holds the set")
     p.add_argument("--quick", action="store_true", help="a tiny version that runs in seconds (for CI)")
     p.add_argument("--models", nargs="+", choices=list(MODELS), help="subset of models (default all four)")
-    p.add_argument("--threads", type=int, help="torch compute threads (default 1, beside one JPEG-decoding worker)")
+    p.add_argument("--threads", type=int, help="torch compute threads (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every model (default 0; the dataset "
+                   "stays the same)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
     p.set_defaults(func=run)
 
@@ -31,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         size = dataclasses.replace(size, threads=args.threads)
-    run_demo(args.out, args.data, models=args.models, size=size, progress=False if args.no_progress else None)
+    run_demo(args.out, args.data, models=args.models, size=size, seed=args.seed,
+             progress=False if args.no_progress else None)
     return 0

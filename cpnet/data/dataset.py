@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from cpnet.data.cache import FrameCache
 from cpnet.data.records import DatasetSplit, MediaError, VideoRecord
 from cpnet.data.sampling import CROP_COUNTS, SAMPLINGS, sample_indices, view_positions
 from cpnet.data.transforms import draw_clip_aug, eval_transform, flip_label_map, train_transform
@@ -45,14 +46,17 @@ def load_frames(
     sampling: str,
     rng: np.random.Generator | None,
     position: float = 0.5,
+    cache: FrameCache | None = None,
 ) -> np.ndarray:
-    """Decode the sampled frames of one record: uint8 (T, H, W, 3). Unknown frame counts are read from the file."""
+    """Decode the sampled frames of one record: uint8 (T, H, W, 3). Unknown frame counts are read from the file.
+    With ``cache`` frames decoded before come from memory."""
     n = record.num_frames if record.num_frames is not None else count_frames(record.path)
     if n < 1:
         raise MediaError(f"{record.path}: no frames")
     indices = sample_indices(n, num_frames, stride, sampling, rng=rng, position=position)
     # Counted frame folders are exact; container counts may overstate what decodes, so clamp at the end there.
-    return read_clip(record.path, indices, clamp_end=record.num_frames is None)
+    read = cache.read if cache is not None else read_clip
+    return read(record.path, indices, clamp_end=record.num_frames is None)
 
 
 class ClipDataset(Dataset):
@@ -63,7 +67,8 @@ class ClipDataset(Dataset):
     ``short_side`` (default ``size``), centre crop. ``short_side`` only matters for evaluation: training crops are
     sized relative to the frame's short side and resized to ``size`` directly, which is the same at any scale.
     With ``skip_bad`` a bad or missing media file yields ``None`` (warned once per file) for :func:`collate_skip`
-    to drop and count.
+    to drop and count. ``cache`` (a :class:`FrameCache`, in a process without DataLoader workers) keeps decoded
+    frames in memory across epochs and datasets.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class ClipDataset(Dataset):
         color_jitter: bool = True,
         skip_bad: bool = False,
         seed: int = 0,
+        cache: FrameCache | None = None,
     ) -> None:
         _check_args(num_frames, stride, sampling, size, short_side)
         self.records = list(split.records)
@@ -87,6 +93,7 @@ class ClipDataset(Dataset):
         self.num_frames, self.stride, self.sampling = num_frames, stride, sampling
         self.size, self.short_side, self.train = size, short_side, train
         self.flip, self.color_jitter, self.skip_bad, self.seed = flip, color_jitter, skip_bad, seed
+        self.cache = cache
         self.flip_map = flip_label_map(self.class_names, split.flip_pairs) if flip else {}
         self.epoch = 0
 
@@ -100,7 +107,8 @@ class ClipDataset(Dataset):
         record = self.records[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         try:
-            frames = load_frames(record, self.num_frames, self.stride, self.sampling, rng if self.train else None)
+            frames = load_frames(record, self.num_frames, self.stride, self.sampling, rng if self.train else None,
+                                 cache=self.cache)
         except (MediaError, FileNotFoundError) as e:
             if not self.skip_bad:
                 raise
@@ -119,7 +127,8 @@ class ViewDataset(Dataset):
     """Test-time views: item ``j`` is ``(clip (3, T, size, size), label, video_index, view_index)`` for video
     ``j // (clips * crops)`` and view ``j % (clips * crops)`` = ``clip_index * crops + crop_index``. Clips are spread
     evenly over the video; crops (1, 3 or 6) along the long side after resizing the short side to ``short_side``
-    (default ``size``, the released protocol). The last decoded clip is cached, so the crops of a clip decode once.
+    (default ``size``, the released protocol). The last decoded clip is kept, so the crops of a clip decode once;
+    ``cache`` as in :class:`ClipDataset`.
     """
 
     def __init__(
@@ -134,6 +143,7 @@ class ViewDataset(Dataset):
         clips: int = 1,
         crops: int = 1,
         skip_bad: bool = False,
+        cache: FrameCache | None = None,
     ) -> None:
         _check_args(num_frames, stride, sampling, size, short_side)
         if clips < 1 or crops not in CROP_COUNTS:
@@ -142,7 +152,7 @@ class ViewDataset(Dataset):
         self.class_names = list(split.class_names)
         self.num_frames, self.stride, self.sampling = num_frames, stride, sampling
         self.size, self.short_side, self.clips, self.crops = size, short_side, clips, crops
-        self.skip_bad = skip_bad
+        self.skip_bad, self.frame_cache = skip_bad, cache
         self.views_per_video = clips * crops
         self._cache: tuple[tuple[int, int], np.ndarray] | None = None
 
@@ -152,7 +162,8 @@ class ViewDataset(Dataset):
     def _frames(self, video: int, clip: int) -> np.ndarray:
         if self._cache is None or self._cache[0] != (video, clip):
             position = float(view_positions(self.clips)[clip])
-            frames = load_frames(self.records[video], self.num_frames, self.stride, self.sampling, None, position)
+            frames = load_frames(self.records[video], self.num_frames, self.stride, self.sampling, None, position,
+                                 cache=self.frame_cache)
             self._cache = ((video, clip), frames)
         return self._cache[1]
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 import cpnet
 from cpnet.config import Config, DataConfig, apply_overrides, config_from_dict, config_to_dict, save_config
 from cpnet.data.annotations import DatasetSplit, load_split
+from cpnet.data.cache import FrameCache
 from cpnet.data.dataset import ClipDataset, ViewDataset, collate_skip, collate_views
 from cpnet.data.sampling import view_protocol
 from cpnet.engine import distributed
@@ -85,16 +86,28 @@ def _eval_loader(dataset, batch_size: int, workers: int, collate) -> DataLoader:
                       collate_fn=collate, pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
 
-def clip_dataset(data: DataConfig, split: DatasetSplit, train: bool, seed: int = 0) -> ClipDataset:
+def clip_dataset(data: DataConfig, split: DatasetSplit, train: bool, seed: int = 0,
+                 cache: FrameCache | None = None) -> ClipDataset:
     """Training (random offset, crop, jitter, flip) or validation (centre view) clips of ``split``."""
     return ClipDataset(split, num_frames=data.num_frames, stride=data.stride, sampling=data.sampling,
                        size=data.size, short_side=data.short_side, train=train, flip=data.flip,
-                       color_jitter=data.color_jitter, skip_bad=data.skip_bad, seed=seed)
+                       color_jitter=data.color_jitter, skip_bad=data.skip_bad, seed=seed, cache=cache)
+
+
+def frame_cache(data: DataConfig, cache: FrameCache | None = None) -> FrameCache | None:
+    """``cache`` if given (shared between runs in one process), else a new one when ``data.cache_mb`` asks."""
+    if cache is not None and data.workers:
+        raise ValueError(f"a frame cache needs data.workers: 0, got {data.workers} (worker processes would each fill "
+                         "and lose their own copy)")
+    if cache is not None or not data.cache_mb:
+        return cache
+    return FrameCache(data.cache_mb * 2**20)
 
 
 @contextlib.contextmanager
-def reproducible(seed: int, deterministic: bool, threads: int | None) -> Iterator[None]:
-    """Seed every generator; optionally force deterministic kernels and set the thread count, restoring after."""
+def reproducible(seed: int, deterministic: bool, threads: int | None, flush_denormal: bool = False) -> Iterator[None]:
+    """Seed every generator; optionally force deterministic kernels, set the thread count and flush denormal floats
+    to zero on CPU, restoring after (flushing back to torch's default, off)."""
     previous = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -102,17 +115,22 @@ def reproducible(seed: int, deterministic: bool, threads: int | None) -> Iterato
     if threads:
         torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    flushing = flush_denormal and torch.set_flush_denormal(True)  # False where the CPU cannot (no SSE3)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(previous[0])
         torch.set_num_threads(previous[1])
+        if flushing:
+            torch.set_flush_denormal(False)
 
 
 def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, init: str | None = None,
-              progress: bool | None = None, prepare: bool = True, log: Callable[[str], None] = print) -> dict:
+              progress: bool | None = None, prepare: bool = True, cache: FrameCache | None = None,
+              log: Callable[[str], None] = print) -> dict:
     """Train ``cfg`` into the run folder ``out_dir``; ``resume`` continues its last checkpoint exactly.
-    ``prepare=False`` skips writing/checking the synthetic dataset (the caller did it).
+    ``prepare=False`` skips writing/checking the synthetic dataset (the caller did it). ``cache`` serves decoded
+    frames that an earlier run in this process kept (otherwise ``data.cache_mb`` makes one for this run).
 
     Under torchrun each process trains a DDP replica on its share of every epoch (``train.batch_size`` clips per
     process and step) and validates a shard; the synthetic set and the run folder are written by rank 0.
@@ -134,7 +152,8 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, init: s
             raise ValueError(f"{cfg.data.val_split} and {cfg.data.train_split} splits have different class lists")
         device = distributed.local_device(resolve_device(cfg.train.device))
         # Rank r seeds with seed + r (its own dropout masks); DDP gives every rank rank 0's initial weights.
-        with reproducible(cfg.train.seed + get_rank(), cfg.train.deterministic, cfg.train.threads):
+        with reproducible(cfg.train.seed + get_rank(), cfg.train.deterministic, cfg.train.threads,
+                          cfg.train.flush_denormal):
             model = build_model(cfg, train_split.num_classes).to(device)
             init = init or cfg.model.init
             if init and not resume:
@@ -143,7 +162,8 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, init: s
                 load_imagenet(model, init)
             params = count_params(model)
             model = distributed.wrap_model(model, device, cfg.train.sync_bn)
-            train_loader, val_loader = _train_loaders(cfg, train_split, val_split)
+            cache = frame_cache(cfg.data, cache)
+            train_loader, val_loader = _train_loaders(cfg, train_split, val_split, cache)
             optimizer, schedule = _optimisation(cfg, model, len(train_loader), log)
             options = TrainOptions(epochs=cfg.train.epochs, accumulate=cfg.train.accumulate,
                                    label_smoothing=cfg.train.label_smoothing, amp=cfg.train.amp,
@@ -160,6 +180,8 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, init: s
                 f"{len(val_loader.dataset)} validation clips, {cfg.train.epochs} epochs on {where}")
             summary = fit(model, optimizer, schedule, train_loader, val_loader, device=device, options=options,
                           out_dir=out, meta=meta, resume=resume, log=log)
+            if cache is not None:
+                log(cache.describe())
     return summary | {"params": params, "out_dir": str(out)}
 
 
@@ -167,14 +189,15 @@ def _quiet(message: str) -> None:
     """The log of ranks other than 0."""
 
 
-def _train_loaders(cfg: Config, train_split: DatasetSplit, val_split: DatasetSplit) -> tuple[DataLoader, DataLoader]:
+def _train_loaders(cfg: Config, train_split: DatasetSplit, val_split: DatasetSplit, cache: FrameCache | None
+                   ) -> tuple[DataLoader, DataLoader]:
     """Shuffled training clips (this rank's share, reshuffled every epoch) and this rank's validation batches."""
-    train_set = clip_dataset(cfg.data, train_split, train=True, seed=cfg.train.seed)
+    train_set = clip_dataset(cfg.data, train_split, train=True, seed=cfg.train.seed, cache=cache)
     sampler = distributed.train_sampler(train_set, seed=cfg.train.seed)
     drop_last = len(sampler) > cfg.train.batch_size
     train_loader = _loader(train_set, cfg.train.batch_size, cfg.data.workers, sampler, drop_last, collate_skip)
-    val_loader = _eval_loader(clip_dataset(cfg.data, val_split, train=False), cfg.eval.batch_size, cfg.data.workers,
-                              collate_skip)
+    val_loader = _eval_loader(clip_dataset(cfg.data, val_split, train=False, cache=cache), cfg.eval.batch_size,
+                              cfg.data.workers, collate_skip)
     return train_loader, val_loader
 
 
@@ -232,8 +255,9 @@ def find_checkpoint(run_dir: str | Path) -> Path:
 
 def eval_run(cfg: Config, checkpoint: str | Path, out_dir: str | Path, *, split: str | None = None,
              protocol: str | None = None, clips: int | None = None, crops: int | None = None,
-             log: Callable[[str], None] = print) -> EvalResult:
+             cache: FrameCache | None = None, log: Callable[[str], None] = print) -> EvalResult:
     """Evaluate ``checkpoint`` on ``split`` with ``clips x crops`` views and write the report into ``out_dir``.
+    ``cache`` as in :func:`train_run`.
 
     Under torchrun each rank runs the model over its share of the views; the logits are gathered so every
     (video, view) counts once, every rank returns the single-process result, and rank 0 writes the report.
@@ -255,7 +279,7 @@ def eval_run(cfg: Config, checkpoint: str | Path, out_dir: str | Path, *, split:
         short_side = cfg.data.size if rule == "crop" else cfg.data.short_side
         views = ViewDataset(records, num_frames=cfg.data.num_frames, stride=cfg.data.stride,
                             sampling=cfg.data.sampling, size=cfg.data.size, short_side=short_side, clips=clips,
-                            crops=crops, skip_bad=cfg.data.skip_bad)
+                            crops=crops, skip_bad=cfg.data.skip_bad, cache=frame_cache(cfg.data, cache))
         world = get_world_size()
         log(f"evaluating {Path(checkpoint).name} (epoch {ckpt['epoch']}) on {len(records.records)} {split} videos x "
             f"{clips * crops} views ({protocol})" + (f" in {world} processes" if world > 1 else ""))

@@ -149,6 +149,8 @@ class VideoResNet(nn.Module):
             112² variant with the same feature sizes as 224²).
         stem_kernel: spatial size of the stem conv (7 in every ResNet; an odd number, e.g. 3 for tiny inputs, where
             a 7×7 stem at stride 1 costs more than the rest of a small network).
+        stem_pool: the stem's 3×3/2 max-pool; without it, ``stem_stride=2`` gives the feature sizes of
+            ``stem_stride=1`` with the pool, computing the stem at a quarter of the positions.
         dropout: drop probability before the fc.
         cp_at: stage → block indices that get a CP module on their pre-ReLU sum, e.g. {"layer2": (2, 3)}.
         cp_k: neighbours per point.
@@ -168,7 +170,7 @@ class VideoResNet(nn.Module):
 
     def __init__(self, block: str = "basic", layers: Sequence[int] = (2, 2, 2, 2), num_classes: int = 400,
                  width: int = 64, temporal_kernel: int = 1, stem_stride: int = 2, stem_kernel: int = 7,
-                 dropout: float = 0.5, cp_at: Placement | None = None, cp_k: int = 8,
+                 stem_pool: bool = True, dropout: float = 0.5, cp_at: Placement | None = None, cp_k: int = 8,
                  cp_mlp: Sequence[float | int] = (0.25, 0.5),
                  cp_bottleneck: float | int | None = None, cp_shrink: Mapping[str, int] | None = None,
                  cp_init_gamma: float = 0.0, cp_block_size: int | None = None, cp_recompute: bool = False,
@@ -196,7 +198,10 @@ class VideoResNet(nn.Module):
                                                                    stem_kernel // 2), bias=False)
         self.bn1 = nn.BatchNorm3d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
+        if not isinstance(stem_pool, bool):
+            raise ValueError(f"stem_pool must be true or false, got {stem_pool!r}")
+        self.stem_pool = stem_pool
+        self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)) if stem_pool else nn.Identity()
 
         block_cls = BasicBlock if block == "basic" else Bottleneck
         channels = width
@@ -231,7 +236,8 @@ class VideoResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Clip (N, C_in, T, H, W) -> last-stage features (N, num_features, T, H/32, W/32) (H/16 with stem_stride 1)."""
+        """Clip (N, C_in, T, H, W) -> last-stage features (N, num_features, T, H/32, W/32): H/16 with stem_stride 1
+        or without stem_pool, H/8 with both."""
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected a clip of shape (N, {self.in_channels}, T, H, W), got {tuple(x.shape)}")
         if not x.is_floating_point():

@@ -82,6 +82,19 @@ def test_stem_kernel_keeps_the_feature_sizes(name, temporal):
     assert small.forward_features(x).shape == create_model(name, stem_stride=1, **TINY).forward_features(x).shape
 
 
+@pytest.mark.parametrize("name", ["c2d_r18", "c3d_r18", "cpnet_r18"])
+def test_strided_stem_without_pool_gives_the_pooled_stride_1_sizes(name):
+    x = torch.randn(1, 3, 2, 32, 32)
+    pooled = create_model(name, stem_stride=1, cp_k=2, **TINY)
+    strided = create_model(name, stem_stride=2, stem_pool=False, cp_k=2, **TINY)
+    assert isinstance(strided.maxpool, nn.Identity) and isinstance(pooled.maxpool, nn.MaxPool3d)
+    assert strided.forward_features(x).shape == pooled.forward_features(x).shape == (1, 64, 2, 2, 2)
+    # the stem's output is computed at the pooled size directly: a quarter of the positions of stride 1
+    stem = strided.relu(strided.bn1(strided.conv1(x)))
+    assert stem.shape[-2:] == (16, 16) and strided.maxpool(stem) is stem
+    assert set(strided.state_dict()) == set(pooled.state_dict())  # the pool has no weights: checkpoints match
+
+
 class _Recorder(nn.Module):
     """Stands in for CPModule: records its arguments and input, returns 2·s."""
 
@@ -156,6 +169,7 @@ def test_unknown_override_is_named():
     ({"layers": (2, 2, 2)}, "layers must be 4 positive ints"),
     ({"stem_stride": 4}, "stem_stride must be 1 or 2"),
     ({"stem_kernel": 4}, "stem_kernel must be an odd positive int, got 4"),
+    ({"stem_pool": "no"}, "stem_pool must be true or false, got 'no'"),
     ({"temporal_kernel": 2}, "temporal_kernel must be an odd size"),
     ({"dropout": 1.0}, "dropout must be in"),
     ({"width": 0}, "width must be a positive int"),
