@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from cpnet.ops.knn import cross_frame_knn
 from cpnet.ops.pair_mlp import fold_batch_norm, folded_pair_mlp, fused_pair_mlp, point_projections
+from cpnet.ops.resample import resize_bilinear_tf1
 from cpnet.ops.video import gather_points, pair_features, point_coords, to_points
 
 __all__ = ["CPModule"]
@@ -31,6 +32,9 @@ class CPModule(nn.Module):
         bottleneck: optional C' — 1×1×1 conv + BN (no ReLU) to C' channels before the search.
         shrink: optional r — search on every r-th pixel of each frame (``x[..., ::r, ::r]``); the output is
             upsampled back by repetition (each output pixel takes its sampled pixel's value).
+        resample: with ``shrink``, "subsample" (above) or "bilinear_tf1": TF1's legacy bilinear resize to
+            (H // r, W // r) before the search and back to (H, W) after the output BN, as the authors' released
+            models do (:func:`~cpnet.ops.resample.resize_bilinear_tf1`).
         init_gamma: initial γ of the output BatchNorm. 0 (the paper's choice, and the presets') makes a fresh
             module output exactly zero, so a CPNet starts as its C2D backbone; training from scratch on a short
             budget learns much faster with 1 (SPEC §1.7).
@@ -62,6 +66,7 @@ class CPModule(nn.Module):
         chunk_size: int | None = None,
         coords: str = "normalized",
         decomposed: bool = True,
+        resample: str = "subsample",
     ) -> None:
         super().__init__()
         mlp = [int(m) for m in mlp]
@@ -71,6 +76,8 @@ class CPModule(nn.Module):
             raise ValueError(f"k must be >= 1, got k={k}")
         if coords not in ("normalized", "grid"):
             raise ValueError(f"coords must be 'normalized' or 'grid', got {coords!r}")
+        if resample not in ("subsample", "bilinear_tf1"):
+            raise ValueError(f"resample must be 'subsample' or 'bilinear_tf1', got {resample!r}")
         if chunk_size is not None and int(chunk_size) < 1:
             raise ValueError(f"chunk_size must be a positive integer, got chunk_size={chunk_size}")
         if shrink is not None and int(shrink) < 1:
@@ -78,7 +85,7 @@ class CPModule(nn.Module):
         self.channels, self.k, self.mlp = channels, int(k), mlp
         self.shrink, self.block_size = shrink, block_size
         self.init_gamma, self.recompute, self.decomposed = float(init_gamma), recompute, decomposed
-        self.coords, self.chunk_size = coords, chunk_size
+        self.coords, self.chunk_size, self.resample = coords, chunk_size, resample
         search_channels = bottleneck or channels
         self.reduce = (
             nn.Sequential(nn.Conv3d(channels, bottleneck, 1), nn.BatchNorm3d(bottleneck)) if bottleneck else None
@@ -102,7 +109,7 @@ class CPModule(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, k={self.k}, mlp={self.mlp}, shrink={self.shrink}, "
-            f"init_gamma={self.init_gamma}, coords={self.coords}, recompute={self.recompute}"
+            f"init_gamma={self.init_gamma}, coords={self.coords}, recompute={self.recompute}, resample={self.resample}"
         )
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
@@ -117,7 +124,9 @@ class CPModule(nn.Module):
         if t < 2:
             raise ValueError(f"CPModule searches across frames and needs T >= 2, got T={t} (input {tuple(s.shape)})")
         x = self.reduce(s) if self.reduce is not None else s
-        if self.shrink and self.shrink > 1:
+        if self.shrink and self.shrink > 1 and self.resample == "bilinear_tf1":
+            x = resize_bilinear_tf1(x, (h // self.shrink, w // self.shrink))  # (N, C', T, H // r, W // r)
+        elif self.shrink and self.shrink > 1:
             x = x[..., :: self.shrink, :: self.shrink]
         hs, ws = int(x.shape[-2]), int(x.shape[-1])
         if self.k > (t - 1) * hs * ws:
@@ -138,7 +147,9 @@ class CPModule(nn.Module):
         weight = self.out_conv.weight.flatten(1)  # (C, mlp[-1])
         y = torch.baddbmm(self.out_conv.bias[None, :, None], weight.expand(n, -1, -1), pooled.transpose(1, 2))
         y = self.out_bn(y.view(n, -1, t, hs, ws))  # (N, C, P) → (N, C, T, H', W')
-        if (hs, ws) != (h, w):
+        if (hs, ws) != (h, w) and self.resample == "bilinear_tf1":
+            y = resize_bilinear_tf1(y, (h, w))  # (N, C, T, H, W)
+        elif (hs, ws) != (h, w):
             r = self.shrink
             y = y.repeat_interleave(r, dim=3).repeat_interleave(r, dim=4)[..., :h, :w]  # (N, C, T, H, W)
         return y

@@ -93,3 +93,59 @@ def artnet_r18(num_classes: int = 400, **overrides) -> VideoResNet:
     """ARTNet R18: C3D R18 with SMART blocks in the stem and as the second conv of every block of res2–res4."""
     smart = {"smart_stem": True, "smart_at": {"layer1": (0, 1), "layer2": (0, 1), "layer3": (0, 1)}}
     return build({**_R18, "temporal_kernel": 3, **smart}, num_classes, overrides)
+
+
+# The authors' released TensorFlow models (GitHub xingyul/cpnet, models/c2d_resnet{18,34,101}_cp_{112,224}.py), as
+# options of the same ResNet: TF 'SAME' padding, BN ε 1e-3, the res3 search on a 2× smaller grid resampled with
+# TF1's bilinear resize, γ of the CP output BN starting at 0, and the stem conv at stride 1 for 112² input (Jester)
+# or 2 for 224² (Something-Something v2). Their conv biases fold into the BNs when converting (cpnet.convert).
+_RELEASED = {"padding": "same", "bn_eps": 1e-3, "cp_shrink": {"layer2": 2}, "cp_resample": "bilinear_tf1",
+             "cp_coords": "normalized", "cp_init_gamma": 0.0, "dropout": 0.5}
+_RELEASED_CP = {
+    "r18": {**_R18, "cp_at": {"layer2": (0, 1), "layer3": (0, 1)}, "cp_k": 8, "cp_mlp": (1 / 4, 1 / 2)},
+    "r34": {**_R34, "cp_at": {"layer2": (2, 3), "layer3": (3, 4, 5)}, "cp_k": 8, "cp_mlp": (1 / 4, 1 / 2)},
+    "r101": {**_R101, "cp_at": {"layer2": (2, 3), "layer3": (20, 21, 22)}, "cp_k": 4, "cp_mlp": (1 / 8,),
+             "cp_bottleneck": 1 / 8, "stride_1x1": True},
+}
+
+
+def _released(depth: str, size: int, num_classes: int, overrides: dict) -> VideoResNet:
+    return build({**_RELEASED_CP[depth], **_RELEASED, "stem_stride": 1 if size == 112 else 2}, num_classes, overrides)
+
+
+@register_model
+def cpnet_r18_released_112(num_classes: int = 400, **overrides) -> VideoResNet:
+    """The released CPNet R18 for 112² clips: CP after both blocks of res3 and res4, k 8, MLP [C/4, C/2]."""
+    return _released("r18", 112, num_classes, overrides)
+
+
+@register_model
+def cpnet_r18_released_224(num_classes: int = 400, **overrides) -> VideoResNet:
+    """The released CPNet R18 for 224² clips (stem conv at stride 2)."""
+    return _released("r18", 224, num_classes, overrides)
+
+
+@register_model
+def cpnet_r34_released_112(num_classes: int = 400, **overrides) -> VideoResNet:
+    """The released CPNet R34 for 112² clips (the Jester checkpoint): CP at res3 blocks 2, 3 and res4 blocks
+    3, 4, 5, k 8, MLP [C/4, C/2]."""
+    return _released("r34", 112, num_classes, overrides)
+
+
+@register_model
+def cpnet_r34_released_224(num_classes: int = 400, **overrides) -> VideoResNet:
+    """The released CPNet R34 for 224² clips (the Something-Something v2 checkpoint; stem conv at stride 2)."""
+    return _released("r34", 224, num_classes, overrides)
+
+
+@register_model
+def cpnet_r101_released_112(num_classes: int = 400, **overrides) -> VideoResNet:
+    """The released CPNet R101 for 112² clips: bottlenecks striding on their first 1×1, CP at res3 blocks 2, 3
+    and res4 blocks 20, 21, 22, k 4, a C/8 bottleneck before the search and MLP [C/8]."""
+    return _released("r101", 112, num_classes, overrides)
+
+
+@register_model
+def cpnet_r101_released_224(num_classes: int = 400, **overrides) -> VideoResNet:
+    """The released CPNet R101 for 224² clips (stem conv at stride 2)."""
+    return _released("r101", 224, num_classes, overrides)

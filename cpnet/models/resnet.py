@@ -9,6 +9,11 @@ spatial extent > 1; 1×1 convs (bottleneck ends, downsample shortcuts) stay 1×1
 pooling anywhere. C2D convs are plain ``Conv3d`` with a 1×k×k kernel: on this CPU (oneDNN) that measured as fast as
 folding T into N for ``conv2d`` (fwd+bwd, N=2, C=64, T=8, 56²: 49 ms vs 54 ms including the fold's copies).
 
+For the authors' released TensorFlow models the same class takes TF's conventions as options: ``padding="same"``
+(TF ``'SAME'``, asymmetric at stride 2), ``bn_eps=1e-3``, ``stride_1x1`` (bottlenecks striding on their first 1×1,
+the original ResNet) and ``cp_resample="bilinear_tf1"``. Their convs' biases need no option: a bias followed by
+BatchNorm folds exactly into the BN's running mean (see ``cpnet.convert``).
+
 Extras hang off a block as attributes so the torchvision names stay intact: ``block.cp`` (CP module on the pre-ReLU
 sum: ``relu(s + cp(s))``) and ``block.nl`` (non-local block after the block's output); SMART blocks replace a
 block's ``conv2`` (or the stem's ``conv1``).
@@ -22,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from cpnet.models.cp import CPModule
+from cpnet.models.layers import SameConv3d, SameMaxPool3d
 from cpnet.models.nonlocal_block import NonLocalBlock
 from cpnet.models.smart import SMARTBlock
 
@@ -29,18 +35,22 @@ STAGES = ("layer1", "layer2", "layer3", "layer4")
 Placement = Mapping[str, Sequence[int]]
 
 
-def _conv(in_channels: int, out_channels: int, k: int, temporal_kernel: int, stride: int = 1) -> nn.Conv3d:
-    """A k×k conv lifted to video: temporal extent ``temporal_kernel`` when k > 1, else 1×1×1; spatial stride only."""
+def _conv(in_channels: int, out_channels: int, k: int, temporal_kernel: int, stride: int = 1,
+          same: bool = False) -> nn.Conv3d:
+    """A k×k conv lifted to video: temporal extent ``temporal_kernel`` when k > 1, else 1×1×1; spatial stride only.
+    ``same``: TF 'SAME' padding instead of PyTorch's symmetric k // 2."""
     t = temporal_kernel if k > 1 else 1
+    if same:
+        return SameConv3d(in_channels, out_channels, (t, k, k), stride=(1, stride, stride), bias=False)
     return nn.Conv3d(in_channels, out_channels, (t, k, k), stride=(1, stride, stride),
                      padding=(t // 2, k // 2, k // 2), bias=False)
 
 
-def _middle_conv(channels: int, temporal_kernel: int, stride: int, smart: bool) -> nn.Module:
+def _middle_conv(channels: int, temporal_kernel: int, stride: int, smart: bool, same: bool) -> nn.Module:
     """A block's 3×3 conv, or the SMART block replacing it (always spatio-temporal 3×3×3)."""
     if smart:
         return SMARTBlock(channels, channels, (3, 3, 3), (1, stride, stride))
-    return _conv(channels, channels, 3, temporal_kernel, stride)
+    return _conv(channels, channels, 3, temporal_kernel, stride, same)
 
 
 class _Block(nn.Module):
@@ -65,14 +75,15 @@ class BasicBlock(_Block):
     expansion = 1
 
     def __init__(self, in_channels: int, planes: int, stride: int, temporal_kernel: int, smart: bool = False,
-                 cp: nn.Module | None = None, nl: nn.Module | None = None) -> None:
+                 cp: nn.Module | None = None, nl: nn.Module | None = None, same: bool = False,
+                 stride_1x1: bool = False) -> None:
         super().__init__()
-        self.conv1 = _conv(in_channels, planes, 3, temporal_kernel, stride)
+        self.conv1 = _conv(in_channels, planes, 3, temporal_kernel, stride, same)
         self.bn1 = nn.BatchNorm3d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _middle_conv(planes, temporal_kernel, 1, smart)
+        self.conv2 = _middle_conv(planes, temporal_kernel, 1, smart, same)
         self.bn2 = nn.BatchNorm3d(planes)
-        self.downsample = _shortcut(in_channels, planes, stride)
+        self.downsample = _shortcut(in_channels, planes, stride, same)
         self.cp = cp
         self.nl = nl
 
@@ -82,22 +93,24 @@ class BasicBlock(_Block):
 
 
 class Bottleneck(_Block):
-    """1×1 → 3×3 (strided) → 1×1 ×4 (ResNet-50/101), torchvision's layout."""
+    """1×1 → 3×3 (strided) → 1×1 ×4 (ResNet-50/101), torchvision's layout; ``stride_1x1``: the first 1×1 strides
+    instead (the original ResNet, and the authors' released R101)."""
 
     expansion = 4
 
     def __init__(self, in_channels: int, planes: int, stride: int, temporal_kernel: int, smart: bool = False,
-                 cp: nn.Module | None = None, nl: nn.Module | None = None) -> None:
+                 cp: nn.Module | None = None, nl: nn.Module | None = None, same: bool = False,
+                 stride_1x1: bool = False) -> None:
         super().__init__()
         out_channels = planes * self.expansion
-        self.conv1 = _conv(in_channels, planes, 1, temporal_kernel)
+        self.conv1 = _conv(in_channels, planes, 1, temporal_kernel, stride if stride_1x1 else 1, same)
         self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = _middle_conv(planes, temporal_kernel, stride, smart)
+        self.conv2 = _middle_conv(planes, temporal_kernel, 1 if stride_1x1 else stride, smart, same)
         self.bn2 = nn.BatchNorm3d(planes)
-        self.conv3 = _conv(planes, out_channels, 1, temporal_kernel)
+        self.conv3 = _conv(planes, out_channels, 1, temporal_kernel, 1, same)
         self.bn3 = nn.BatchNorm3d(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = _shortcut(in_channels, out_channels, stride)
+        self.downsample = _shortcut(in_channels, out_channels, stride, same)
         self.cp = cp
         self.nl = nl
 
@@ -107,11 +120,11 @@ class Bottleneck(_Block):
         return self._finish(x, self.bn3(self.conv3(out)))
 
 
-def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Sequential | None:
+def _shortcut(in_channels: int, out_channels: int, stride: int, same: bool) -> nn.Sequential | None:
     """1×1×1 projection + BN when the shape changes (torchvision's ``downsample``), else identity (None)."""
     if stride == 1 and in_channels == out_channels:
         return None
-    return nn.Sequential(_conv(in_channels, out_channels, 1, 1, stride), nn.BatchNorm3d(out_channels))
+    return nn.Sequential(_conv(in_channels, out_channels, 1, 1, stride, same), nn.BatchNorm3d(out_channels))
 
 
 def _width(value: float | int, channels: int, what: str) -> int:
@@ -166,6 +179,12 @@ class VideoResNet(nn.Module):
         smart_at: stage → block indices whose middle conv is a SMART block (ARTNet).
         smart_stem: replace the stem conv by a SMART block (ARTNet).
         in_channels: input channels (3 for RGB).
+        padding: "torch" (symmetric k // 2) or "same" (TF 'SAME' for every conv and the stem pool; the released
+            TF models).
+        bn_eps: ε of every BatchNorm (1e-5 in PyTorch; 1e-3 in the released TF models).
+        stride_1x1: bottleneck blocks stride on their first 1×1 conv (the original ResNet; the released R101).
+        cp_resample: how a CP module with ``cp_shrink`` resamples: "subsample" (every r-th pixel, output repeated)
+            or "bilinear_tf1" (TF1's legacy bilinear resize down and back up; the released models).
     """
 
     def __init__(self, block: str = "basic", layers: Sequence[int] = (2, 2, 2, 2), num_classes: int = 400,
@@ -176,8 +195,16 @@ class VideoResNet(nn.Module):
                  cp_init_gamma: float = 0.0, cp_block_size: int | None = None, cp_recompute: bool = False,
                  cp_coords: str = "normalized", nl_at: Placement | None = None, nl_pool: bool = True,
                  smart_at: Placement | None = None,
-                 smart_stem: bool = False, in_channels: int = 3) -> None:
+                 smart_stem: bool = False, in_channels: int = 3, padding: str = "torch", bn_eps: float = 1e-5,
+                 stride_1x1: bool = False, cp_resample: str = "subsample") -> None:
         super().__init__()
+        if padding not in ("torch", "same"):
+            raise ValueError(f"padding must be 'torch' or 'same', got {padding!r}")
+        if isinstance(bn_eps, bool) or not isinstance(bn_eps, (int, float)) or bn_eps <= 0:
+            raise ValueError(f"bn_eps must be a positive number, got {bn_eps!r}")
+        same = padding == "same"
+        if same and (smart_stem or smart_at):
+            raise ValueError("padding='same' is for the released plain ResNets; SMART blocks pad symmetrically")
         _check_args(block, layers, num_classes, width, temporal_kernel, stem_stride, dropout)
         if not isinstance(stem_kernel, int) or stem_kernel < 1 or stem_kernel % 2 == 0:
             raise ValueError(f"stem_kernel must be an odd positive int, got {stem_kernel!r}")
@@ -187,11 +214,14 @@ class VideoResNet(nn.Module):
         smart_sites = _check_placement("smart_at", smart_at, layers)
         shrink = _check_shrink(cp_shrink)
         cp_args = dict(k=cp_k, mlp=tuple(cp_mlp), bottleneck=cp_bottleneck, init_gamma=cp_init_gamma,
-                       block_size=cp_block_size, recompute=cp_recompute, coords=cp_coords)
+                       block_size=cp_block_size, recompute=cp_recompute, coords=cp_coords, resample=cp_resample)
 
         if smart_stem:
             self.conv1: nn.Module = SMARTBlock(in_channels, width, (3, stem_kernel, stem_kernel),
                                                (1, stem_stride, stem_stride))
+        elif same:
+            self.conv1 = SameConv3d(in_channels, width, (temporal_kernel, stem_kernel, stem_kernel),
+                                    (1, stem_stride, stem_stride), bias=False)
         else:
             self.conv1 = nn.Conv3d(in_channels, width, (temporal_kernel, stem_kernel, stem_kernel),
                                    (1, stem_stride, stem_stride), (temporal_kernel // 2, stem_kernel // 2,
@@ -201,7 +231,8 @@ class VideoResNet(nn.Module):
         if not isinstance(stem_pool, bool):
             raise ValueError(f"stem_pool must be true or false, got {stem_pool!r}")
         self.stem_pool = stem_pool
-        self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)) if stem_pool else nn.Identity()
+        pool = SameMaxPool3d((1, 3, 3), (1, 2, 2)) if same else nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
+        self.maxpool = pool if stem_pool else nn.Identity()
 
         block_cls = BasicBlock if block == "basic" else Bottleneck
         channels = width
@@ -213,7 +244,8 @@ class VideoResNet(nn.Module):
                 nl = NonLocalBlock(out, pool=nl_pool) if b in nl_sites.get(stage, ()) else None
                 stride = 2 if i > 0 and b == 0 else 1
                 blocks.append(block_cls(channels, planes, stride, temporal_kernel,
-                                        smart=b in smart_sites.get(stage, ()), cp=cp, nl=nl))
+                                        smart=b in smart_sites.get(stage, ()), cp=cp, nl=nl, same=same,
+                                        stride_1x1=stride_1x1))
                 channels = out
             setattr(self, stage, nn.Sequential(*blocks))
         self.num_features = channels
@@ -221,6 +253,9 @@ class VideoResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
         self._init_backbone()
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eps = float(bn_eps)
 
     def _init_backbone(self) -> None:
         """He init for backbone convs, BN γ=1 β=0; CP and NL modules keep their own (zero-γ) init."""
@@ -265,7 +300,7 @@ def _make_cp(channels: int, cp_args: dict, shrink: int | None) -> CPModule:
         bottleneck = _width(bottleneck, channels, "cp_bottleneck")
     return CPModule(channels, cp_args["k"], mlp, bottleneck=bottleneck, shrink=shrink,
                     init_gamma=cp_args["init_gamma"], block_size=cp_args["block_size"],
-                    recompute=cp_args["recompute"], coords=cp_args["coords"])
+                    recompute=cp_args["recompute"], coords=cp_args["coords"], resample=cp_args["resample"])
 
 
 def _check_shrink(cp_shrink: Mapping[str, int] | None) -> dict[str, int]:

@@ -12,6 +12,7 @@ import cpnet.models.cp as cp_module
 from cpnet.models.cp import CPModule
 from cpnet.ops.knn import cross_frame_knn_dense
 from cpnet.ops.pair_mlp import fused_pair_mlp
+from cpnet.ops.resample import resize_bilinear_tf1
 
 EXACT = {"rtol": 1e-9, "atol": 1e-9}  # float64: the fast forms are the same maths up to summation order
 
@@ -172,6 +173,24 @@ def test_shrink_searches_the_subsampled_grid_and_repeats_back() -> None:
     expected = full(s[..., ::2, ::2]).repeat_interleave(2, 3).repeat_interleave(2, 4)[..., :5, :6]
     torch.testing.assert_close(shrunk(s), expected)
     assert shrunk(s).shape == s.shape
+
+
+def test_bilinear_tf1_resamples_the_search_grid_down_and_the_output_up_like_tf() -> None:
+    """The released models' shrink: TF1 bilinear to (H // 2, W // 2) (at factor 2 exactly the even pixels) and
+    back to (H, W) after the output BN."""
+    torch.manual_seed(0)
+    full = _randomise(CPModule(4, k=2, mlp=[3]).double().eval())
+    shrunk = copy.deepcopy(full)
+    shrunk.shrink, shrunk.resample = 2, "bilinear_tf1"
+    s = torch.randn(1, 4, 2, 6, 8, dtype=torch.float64)
+    small = full(s[..., ::2, ::2])  # (1, 4, 2, 3, 4): the search on the even pixels
+    torch.testing.assert_close(shrunk(s), resize_bilinear_tf1(small, (6, 8)))
+    torch.testing.assert_close(shrunk(s)[..., 1, 1], (small[..., 0, 0] + small[..., 1, 0] + small[..., 0, 1]
+                                                      + small[..., 1, 1]) / 4)
+    odd = torch.randn(1, 4, 2, 7, 5, dtype=torch.float64)  # odd sizes: TF's floor(H / 2) grid, interpolated
+    torch.testing.assert_close(shrunk(odd), resize_bilinear_tf1(full(resize_bilinear_tf1(odd, (3, 2))), (7, 5)))
+    with pytest.raises(ValueError, match="resample must be 'subsample' or 'bilinear_tf1'"):
+        CPModule(4, k=2, mlp=[3], resample="nearest")
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import cpnet.models.resnet as resnet
 from cpnet.models.nonlocal_block import NonLocalBlock
@@ -12,8 +13,10 @@ from cpnet.models.registry import create_model, list_models
 from cpnet.models.resnet import BasicBlock
 from tests.models.reference2d import ResNet2d
 
-PRESETS = ["artnet_r18", "c2d_r101", "c2d_r18", "c2d_r34", "c2d_r50", "c3d_r18", "cpnet_r101", "cpnet_r18",
-           "cpnet_r34", "nl_r18"]
+RELEASED = ["cpnet_r101_released_112", "cpnet_r101_released_224", "cpnet_r18_released_112",
+            "cpnet_r18_released_224", "cpnet_r34_released_112", "cpnet_r34_released_224"]
+PRESETS = sorted(["artnet_r18", "c2d_r101", "c2d_r18", "c2d_r34", "c2d_r50", "c3d_r18", "cpnet_r101", "cpnet_r18",
+                  "cpnet_r34", "nl_r18", *RELEASED])
 TINY = {"width": 8, "num_classes": 5}
 CLIP = (2, 3, 4, 64, 64)  # layer4 is 2×2: (T−1)·H·W = 12 candidates, enough for k = 12 at every CP site
 
@@ -129,18 +132,18 @@ def test_cp_presets_follow_spec_table(monkeypatch, name, sites, k, mlp):
         c = 64 * 2 ** (int(site[5]) - 1) * expansion
         assert (channels, got_k, got_mlp) == (c, k, [round(f * c) for f in mlp])
         assert kwargs == {"bottleneck": None, "shrink": None, "init_gamma": 0.0, "block_size": None,
-                          "recompute": False, "coords": "normalized"}
+                          "recompute": False, "coords": "normalized", "resample": "subsample"}
 
 
 def test_cp_options_reach_the_module(monkeypatch):
     with torch.device("meta"):
         _, found = _cp_sites(monkeypatch, "cpnet_r18", cp_k=3, cp_mlp=(16, 0.5), cp_bottleneck=0.125,
                              cp_shrink={"layer2": 2}, cp_init_gamma=1.0, cp_block_size=64, cp_recompute=True,
-                             cp_coords="grid")
+                             cp_coords="grid", cp_resample="bilinear_tf1")
     channels, k, mlp, kwargs = found["layer2.0.cp"]
     assert (channels, k, mlp) == (128, 3, [16, 64])
     assert kwargs == {"bottleneck": 16, "shrink": 2, "init_gamma": 1.0, "block_size": 64, "recompute": True,
-                      "coords": "grid"}
+                      "coords": "grid", "resample": "bilinear_tf1"}
     assert found["layer3.0.cp"][3]["shrink"] is None
 
 
@@ -201,3 +204,46 @@ def test_integer_clip_is_refused_naming_the_dtype():
     model = create_model("c2d_r18", **TINY)
     with pytest.raises(ValueError, match="torch.uint8"):
         model(torch.zeros(1, 3, 2, 32, 32, dtype=torch.uint8))
+
+
+def test_same_padding_pads_like_tensorflow_at_stride_2():
+    """TF 'SAME' on an even size at stride 2 pads only the bottom and right: windows start at 0, not at -1."""
+    model = create_model("c2d_r18", padding="same", **TINY)
+    conv = model.layer2[0].conv1  # 3×3 at stride 2
+    x = torch.randn(1, 8, 2, 16, 16)
+    expected = F.conv3d(F.pad(x, (0, 1, 0, 1)), conv.weight, stride=(1, 2, 2))
+    torch.testing.assert_close(conv(x), expected)
+    symmetric = create_model("c2d_r18", **TINY).layer2[0].conv1
+    symmetric.load_state_dict(conv.state_dict())
+    assert not torch.allclose(symmetric(x), expected)  # PyTorch's padding reads every window one pixel off
+    stem = create_model("c2d_r18", padding="same", stem_stride=2, **TINY)
+    y = torch.randn(1, 3, 1, 32, 32)
+    torch.testing.assert_close(stem.conv1(y), F.conv3d(F.pad(y, (2, 3, 2, 3)), stem.conv1.weight, stride=(1, 2, 2)))
+    pooled = stem.maxpool(y)  # pads with -inf at the bottom and right only
+    torch.testing.assert_close(pooled, F.max_pool3d(F.pad(y, (0, 1, 0, 1), value=-1e9), (1, 3, 3), (1, 2, 2)))
+    assert set(model.state_dict()) == set(create_model("c2d_r18", **TINY).state_dict())
+
+
+def test_bn_eps_and_stride_on_the_first_1x1():
+    model = create_model("cpnet_r101", bn_eps=1e-3, stride_1x1=True, **TINY)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(m.eps == 1e-3 for m in norms)
+    block = model.layer2[0]
+    assert block.conv1.stride == (1, 2, 2) and block.conv2.stride == (1, 1, 1)
+    default = create_model("cpnet_r101", **TINY).layer2[0]
+    assert default.conv1.stride == (1, 1, 1) and default.conv2.stride == (1, 2, 2)
+    x = torch.randn(1, 3, 2, 64, 64)
+    assert model.forward_features(x).shape == create_model("cpnet_r101", **TINY).forward_features(x).shape
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_released_presets_are_options_of_the_one_resnet(name):
+    model = create_model(name, **TINY)
+    stride = 1 if name.endswith("112") else 2
+    assert type(model) is resnet.VideoResNet and model.conv1.stride == (1, stride, stride)
+    res3 = [b.cp for b in model.layer2 if b.cp is not None]
+    res4 = [b.cp for b in model.layer3 if b.cp is not None]
+    assert res3 and res4 and all(cp.shrink == 2 for cp in res3) and all(cp.shrink is None for cp in res4)
+    assert all(cp.resample == "bilinear_tf1" and cp.init_gamma == 0.0 and cp.k == (4 if "r101" in name else 8)
+               for cp in res3 + res4)
+    assert all(m.eps == 1e-3 for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
