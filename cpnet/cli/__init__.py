@@ -13,7 +13,8 @@ import re
 import sys
 
 # Subcommand modules, in the order `cpnet --help` lists them.
-SUBCOMMANDS = ["demo", "models", "data", "train", "eval", "predict", "bench", "compare", "visualize", "export"]
+SUBCOMMANDS = ["demo", "models", "data", "train", "eval", "predict", "bench", "compare", "visualize", "export",
+               "convert"]
 
 
 class UserError(Exception):

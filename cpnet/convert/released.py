@@ -15,6 +15,7 @@ a shape that does not fit, each naming the variable.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -134,3 +135,52 @@ def _variable(variables: Mapping[str, np.ndarray], name: str, shape: tuple[int, 
         raise ValueError(f"{checkpoint}: variable {name!r} has shape {tuple(value.shape)}, expected {shape} for "
                          f"{key}: the checkpoint and the preset differ (depth, width or class count)")
     return value.astype(np.float64)
+
+
+def read_label_file(path: str | Path) -> list[str]:
+    """Class names in the order the released training used: Jester's ``jester-v1-labels.csv`` (one per line) or
+    Something-Something v2's ``something-something-v2-labels.json`` (template → index)."""
+    from cpnet.data import jester, ssv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file not found: {path}")
+    if path.suffix.lower() == ".json":
+        return ssv2.read_classes(path)
+    if path.suffix.lower() in (".csv", ".txt"):
+        return jester.read_classes(path)
+    raise ValueError(f"{path}: expected Jester's labels .csv or Something-Something v2's labels .json")
+
+
+def convert_released(checkpoint: str | Path, preset: str, labels: str | Path, out: str | Path,
+                     force: bool = False) -> dict:
+    """Read a released TF checkpoint (``PREFIX`` of ``PREFIX.index`` / ``.data-*``), map it onto ``preset`` with
+    the classes of ``labels`` and write a cpnet checkpoint to ``out`` (atomically: nothing partial is left on an
+    error). Refuses an existing ``out`` unless ``force``. Returns the checkpoint's metadata."""
+    from cpnet.config import config_from_dict, config_to_dict
+    from cpnet.convert.tf_checkpoint import read_tf_checkpoint, resolve_tf_prefix
+    from cpnet.engine.checkpoint import atomic_save, make_checkpoint
+    from cpnet.models.registry import create_model, list_models
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise ValueError(f"{out} exists; pass --force to overwrite it")
+    if "_released_" not in preset or preset not in list_models():
+        released = [m for m in list_models() if "_released_" in m]
+        raise ValueError(f"--model must be a released preset ({', '.join(released)}), got {preset!r}")
+    prefix = resolve_tf_prefix(checkpoint)
+    variables = read_tf_checkpoint(prefix)
+    class_names = read_label_file(labels)
+    stem = variables.get("conv0/weights")
+    if stem is None or np.ndim(stem) != 5:
+        raise ValueError(f"{prefix}: no 5-D variable 'conv0/weights': not a checkpoint of a released CPNet")
+    options = {} if stem.shape[-1] == 64 else {"width": int(stem.shape[-1])}  # reduced-width test models
+    model = create_model(preset, num_classes=len(class_names), **options).eval()
+    model.load_state_dict(released_state_dict(variables, model, str(prefix)))
+    size = 112 if preset.endswith("_112") else 224
+    cfg = config_from_dict({"name": f"released_{preset}", "model": {"name": preset, "options": options},
+                            "data": {"size": size, "short_side": size}})
+    meta = {"model_name": preset, "num_classes": len(class_names), "class_names": class_names,
+            "config": config_to_dict(cfg), "converted_from": str(prefix)}
+    atomic_save(make_checkpoint(model, epoch=0, meta=meta), out)
+    return meta

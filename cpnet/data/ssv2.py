@@ -49,7 +49,8 @@ def _class_index(value: object, template: str, labels_file: Path) -> int:
                          f"got {value!r}") from None
 
 
-def _class_names(labels_file: Path) -> list[str]:
+def read_classes(labels_file: Path) -> list[str]:
+    """The class names of `something-something-v2-labels.json` ({template: index}), in index order."""
     mapping = _load_json(labels_file)
     if not isinstance(mapping, dict):
         raise ValueError(f"{labels_file}: expected an object mapping template -> class index")
@@ -90,7 +91,7 @@ def load_ssv2(root: Path, split: str) -> DatasetSplit:
     """Read one SSv2 split with the official class indices; videos missing on disk go to ``missing``."""
     split = canonical_split(split)
     labels_file = find_file(root, [f"{PREFIX}-labels.json"], "Something-Something v2 labels file")
-    class_names = _class_names(labels_file)
+    class_names = read_classes(labels_file)
     index = {name: i for i, name in enumerate(class_names)}
     split_file = find_file(root, [f"{PREFIX}-{split}.json"], f"Something-Something v2 {split} list")
     entries = _parse_items(split_file, split, index, labels_file)

@@ -106,3 +106,40 @@ def test_errors_name_the_variable():
     r18 = create_model("cpnet_r18_released_112", **TINY)
     with pytest.raises(ValueError, match="has no place in the model|missing variable|has shape"):
         released_state_dict(tf, r18, "ckpt")  # an R34 checkpoint into an R18
+
+
+def test_convert_tf_command_writes_a_checkpoint_that_predict_accepts(tmp_path, monkeypatch, capsys):
+    """`cpnet convert tf` end to end, with the TF reader replaced by the variables of a reduced-width model (the
+    reader itself is tested on TensorFlow-written files in test_tf_checkpoint.py)."""
+    import cpnet.convert.tf_checkpoint as reader
+    from cpnet.cli import main
+    from cpnet.engine.checkpoint import load_checkpoint
+    from tests.data.media import indexed_frames, write_frame_folder
+
+    names = ["Swiping Left", "Swiping Right", "Thumb Up", "Thumb Down", "Stop Sign"]
+    labels = tmp_path / "jester-v1-labels.csv"
+    labels.write_text("\n".join(names) + "\n")
+    model = _randomised("cpnet_r18_released_112")  # width 8, 5 classes
+    tf, _ = _as_tf(model)
+    prefix = tmp_path / "model-100.ckpt"
+    monkeypatch.setattr(reader, "resolve_tf_prefix", lambda path: prefix)
+    monkeypatch.setattr(reader, "read_tf_checkpoint", lambda path: tf)
+    out = tmp_path / "released.pt"
+    argv = ["convert", "tf", "--checkpoint", str(prefix), "--model", "cpnet_r18_released_112", "--labels",
+            str(labels), "--out", str(out)]
+    assert main(argv) == 0 and "5 classes" in capsys.readouterr().out
+    ckpt = load_checkpoint(out)
+    assert ckpt["class_names"] == names and ckpt["config"]["model"]["options"] == {"width": 8}
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(ckpt["model"][key], value, rtol=1e-6, atol=1e-6)
+    assert main(argv) == 2 and "exists; pass --force" in capsys.readouterr().err  # nothing overwritten
+    assert main([*argv, "--force"]) == 0
+    capsys.readouterr()
+    video = write_frame_folder(tmp_path / "clip", indexed_frames(8, 40, 48))
+    assert main(["predict", str(video), "--checkpoint", str(out)]) == 0
+    top = capsys.readouterr().out.strip().splitlines()
+    assert len(top) == 5 and all(any(f". {n}  " in line for n in names) for line in top)
+    other = [*argv[:5], "cpnet_r34_released_112", *argv[6:], "--force"]
+    assert main(other) == 2 and "missing variable" in capsys.readouterr().err  # an R18 checkpoint is not an R34
+    assert main([*argv[:5], "cpnet_r34", *argv[6:], "--force"]) == 2
+    assert "must be a released preset" in capsys.readouterr().err

@@ -5,12 +5,14 @@ traceback. The case list is checked against the parser, so a new subcommand with
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
 from cpnet.cli import build_parser, main
 from tests.robustness.conftest import tiny_config, write_config
 
+TF_CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "tf_checkpoint" / "train" / "model.ckpt-2"
 TINY_OPTIONS = ["--option", "width=4", "--option", "layers=[1,1,1,1]", "--size", "16", "--frames", "2", "--batch",
                 "1", "--repeats", "1"]
 
@@ -44,6 +46,10 @@ CASES = [
     ("bench memory", ["bench", "memory", "--sizes", "1,2,4,4,8", "--blocks", "cp", "--repeats", "1",
                       "--out", "{blocked}"], "{blocked}"),
     ("demo", ["demo", "--quick", "--models", "c2d", "--out", "{missing}_demo", "--data", "{blocked}"], "{blocked}"),
+    ("convert tf", ["convert", "tf", "--checkpoint", "{missing}.ckpt", "--model", "cpnet_r18_released_112",
+                    "--labels", "{missing}.csv", "--out", "{missing}.pt"], "{missing}.ckpt"),
+    ("convert tf", ["convert", "tf", "--checkpoint", str(TF_CHECKPOINT), "--model", "cpnet_r18_released_112",
+                    "--labels", "{missing}.csv", "--out", "{missing}.pt"], "{missing}.csv"),
 ]
 NO_PATH_ARGUMENT = {"models"}  # prints the preset table; reads and writes no file
 
