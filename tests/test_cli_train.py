@@ -140,3 +140,32 @@ def test_training_flushes_denormals_and_restores_after(tmp_path, config_file, mo
     assert main(["train", "--config", str(config_file), "--out", str(tmp_path / "b"), "--no-progress",
                  "--set", "train.epochs=1", "--set", "train.flush_denormal=false"]) == 0
     assert seen == [False, True] and _denormal_survives()
+
+
+def test_channels_last_trains_and_evaluates_in_that_layout(tmp_path, config_file, monkeypatch):
+    """train.channels_last: the model trains and is reloaded with channels-last weights (so its activations are
+    channels-last too), and computes what the plain layout computes."""
+    import cpnet.engine.runs as runs
+    from cpnet.engine.runs import load_trained
+
+    layouts = []
+    real_fit = runs.fit
+
+    def watching_fit(model, *args, **kwargs):
+        conv = model.conv1.weight
+        layouts.append(conv.is_contiguous(memory_format=torch.channels_last_3d) and not conv.is_contiguous())
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "fit", watching_fit)
+    out = tmp_path / "cl"
+    assert main(["train", "--config", str(config_file), "--out", str(out), "--no-progress", "--set", "train.epochs=1",
+                 "--set", "train.channels_last=true"]) == 0
+    assert layouts == [True]
+    model, _, cfg = load_trained(out / "checkpoint_last.pt", torch.device("cpu"))
+    assert cfg.train.channels_last and model.conv1.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    plain, _, _ = load_trained(out / "checkpoint_last.pt", torch.device("cpu"),
+                               load_config(out / "config.yaml", ["train.channels_last=false"]))
+    assert plain.conv1.weight.is_contiguous()
+    clip = torch.randn(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip), plain(clip), rtol=1e-4, atol=1e-5)

@@ -154,7 +154,7 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, init: s
         # Rank r seeds with seed + r (its own dropout masks); DDP gives every rank rank 0's initial weights.
         with reproducible(cfg.train.seed + get_rank(), cfg.train.deterministic, cfg.train.threads,
                           cfg.train.flush_denormal):
-            model = build_model(cfg, train_split.num_classes).to(device)
+            model = _placed(build_model(cfg, train_split.num_classes), device, cfg.train.channels_last)
             init = init or cfg.model.init
             if init and not resume:
                 from cpnet.models.imagenet import load_imagenet
@@ -234,7 +234,14 @@ def load_trained(checkpoint: str | Path, device: torch.device, cfg: Config | Non
     check_compatible(ckpt, cfg.model.name, len(ckpt["class_names"]), checkpoint)
     model = build_model(cfg, len(ckpt["class_names"]))
     load_model_state(model, ckpt["model"], checkpoint)
-    return model.to(device).eval(), ckpt, cfg
+    return _placed(model, device, cfg.train.channels_last).eval(), ckpt, cfg
+
+
+def _placed(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """``model`` on ``device``, its 5-D weights channels-last when asked: convolutions then produce channels-last
+    activations from any input layout, so the loop's clips need no conversion."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last_3d) if channels_last else model
 
 
 def checkpoint_config(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -93,3 +93,21 @@ def test_a_cache_needs_no_worker_processes():
     assert frame_cache(config_from_dict({"data": {"workers": 0}}).data) is None
     with pytest.raises(ValueError, match="needs data.workers: 0"):
         frame_cache(config_from_dict({"data": {"workers": 1}}).data, FrameCache(10))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_preload_decodes_every_frame_once_and_reads_then_come_from_memory(tmp_path, workers, monkeypatch):
+    folder = write_frame_folder(tmp_path / "a", indexed_frames(6, 16, 24))
+    video = write_video(tmp_path / "b.webm", indexed_frames(5, 16, 24, seed=1))
+    broken = tmp_path / "c.webm"
+    broken.write_bytes(b"not a video")
+    cache = FrameCache(2**20)
+    assert cache.preload([folder, video, broken], workers=workers) == 11  # the broken file is left to the reader
+    decoded = []
+    monkeypatch.setattr(cache_module, "read_clip", lambda *a, **k: decoded.append(a) or read_clip(*a, **k))
+    np.testing.assert_array_equal(cache.read(folder, [5, 0, 3]), read_clip(folder, [5, 0, 3]))
+    np.testing.assert_array_equal(cache.read(video, [0, 4], clamp_end=True), read_clip(video, [0, 4]))
+    assert decoded == [] and cache.hits == 2
+    assert cache.preload([folder], workers=workers) == 0  # already there
+    small = FrameCache(3 * 16 * 24 * 3)
+    assert small.preload([folder], workers=workers) == 3 and small.nbytes == small.max_bytes
