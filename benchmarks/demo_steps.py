@@ -4,8 +4,9 @@
 
 Each (model, variant) is built at the demo's full size (cpnet.demo.FULL) and timed on one random batch: forward,
 cross-entropy, backward and an SGD step, ``--steps`` per round, rounds interleaved over the variants so that a
-machine's drift hits every variant alike; the median and minimum round are reported per step. One torch thread
-by default, as the demo trains. Prints a table and, with ``--json``, writes the rows.
+machine's drift hits every variant alike; the median and minimum round are reported per step. The demo's threads
+(FULL.threads) by default and denormals flushed, as the demo trains. Prints a table and, with ``--json``, writes
+the rows.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=FULL.threads)
     p.add_argument("--steps", type=int, default=5, help="steps per round")
     p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--channels-last", action="store_true", help="also time every case with channels-last weights "
+                   "(train.channels_last), interleaved with the plain layout")
     p.add_argument("--json", help="write the rows to this file")
     args = p.parse_args()
+    torch.set_flush_denormal(True)  # as train.flush_denormal does
     torch.set_num_threads(args.threads)
     variants = args.variant or [{}]
     g = torch.Generator().manual_seed(0)
@@ -43,8 +47,12 @@ def main() -> None:
     for key in args.models:
         base = demo_config(key, FULL).model
         for variant in variants:
-            model = cpnet.create_model(base.name, num_classes=9, **{**base.options, **variant})
-            cases.append((key, variant, model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)))
+            for layout in ([False, True] if args.channels_last else [False]):
+                model = cpnet.create_model(base.name, num_classes=9, **{**base.options, **variant})
+                if layout:
+                    model = model.to(memory_format=torch.channels_last_3d)
+                    variant = {**variant, "channels_last": True}
+                cases.append((key, variant, model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)))
     times: list[list[float]] = [[] for _ in cases]
     for r in range(args.rounds + 1):  # round 0 warms up
         for i, (_, _, model, opt) in enumerate(cases):
