@@ -73,6 +73,7 @@ def session(device: str = "auto", timeout: timedelta | None = None) -> Iterator[
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
     try:
         yield env
+        dist.barrier()  # no rank tears gloo down while another still talks to it ("terminate called", seen in CI)
     finally:
         dist.destroy_process_group()
 

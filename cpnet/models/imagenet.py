@@ -1,5 +1,14 @@
 """ImageNet initialisation: load a torchvision-layout 2D ResNet state dict into a ``VideoResNet``.
 
+Also read, recognised by their content: tensorpack's ``ImageNet-ResNet{18,34,50,101}.npz`` (the initialisation of
+the authors' released CPNets; GitHub ``tensorpack/tensorpack``, ``examples/ResNet``), an ``.npz`` of TF variables
+named ``conv0/W``, ``conv0/bn/{gamma,beta,mean/EMA,variance/EMA}``, ``group{g}/block{i}/conv{j}/…``,
+``group{g}/block{i}/convshortcut/…`` and ``linear/{W,b}`` (a ``:0`` suffix is allowed). Their convs have no bias
+(a BN follows each), so the names and layouts translate one to one into torchvision's: kernels (kh, kw, I, O) →
+(O, I, kh, kw), ``linear/W`` (I, O) → ``fc.weight`` (O, I); bottlenecks stride on the 3×3 conv, as torchvision's
+do. tensorpack pads as TF ``'SAME'`` (the stem and strided convs one pixel off torchvision's symmetric padding) with
+BN ε 1e-5: build the model with ``padding="same"`` to reproduce its 2D function exactly.
+
 Parameters map by name (our ResNet keeps torchvision's names). A 2D conv kernel (O, I, kh, kw) goes into a C2D conv
 (O, I, 1, kh, kw) unchanged, and into a C3D conv (O, I, t, kh, kw) inflated: repeated over time and divided by t,
 so a temporally constant clip gives the 2D response away from the clip's ends. The fc loads only when its shape
@@ -11,9 +20,11 @@ are skipped. Any other shape mismatch is an error, since it means the checkpoint
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -54,7 +65,8 @@ def load_imagenet(model: nn.Module, path: str | Path, verbose: bool = True) -> L
     """Initialise ``model`` (a ``VideoResNet``) from the 2D ResNet state dict saved at ``path``.
 
     The file holds a state dict, or a checkpoint dict with it under ``"state_dict"`` or ``"model"`` (a DataParallel
-    ``module.`` prefix is removed). Prints the report unless ``verbose`` is False, and returns it.
+    ``module.`` prefix is removed), or is one of tensorpack's ImageNet ResNet ``.npz`` files (keys in the report
+    then use torchvision's names). Prints the report unless ``verbose`` is False, and returns it.
     """
     if not isinstance(model, VideoResNet):
         raise ValueError(f"load_imagenet expects a cpnet VideoResNet, got {type(model).__name__}")
@@ -85,6 +97,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensor dict stored at ``path``, unwrapped from a checkpoint and a ``module.`` prefix."""
     if not path.is_file():
         raise FileNotFoundError(f"ImageNet weights not found: {path}")
+    if _is_npz(path):
+        return read_tensorpack_resnet(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or non-torch file: say which file
@@ -100,6 +114,61 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
+
+
+def _is_npz(path: Path) -> bool:
+    """A NumPy ``.npz`` archive: a zip of ``.npy`` members (``torch.save``'s zip archives hold none)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return bool(names) and all(name.endswith(".npy") for name in names)
+
+
+_TENSORPACK_BN = {"gamma": "weight", "beta": "bias", "mean/EMA": "running_mean", "variance/EMA": "running_var"}
+_TENSORPACK_NAME = re.compile(r"(conv0|group\d/block\d+/conv(?:\d|shortcut))/(W|bn/(?:{}))".format(
+    "|".join(_TENSORPACK_BN)))
+
+
+def read_tensorpack_resnet(path: str | Path) -> dict[str, torch.Tensor]:
+    """tensorpack's ImageNet ResNet ``.npz`` as a torchvision-layout 2D state dict. Entries of other names (a
+    conv bias, training counters) keep their own names, so ``load_imagenet`` reports them as unexpected."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name.removesuffix(":0"): npz[name] for name in npz.files}
+    except Exception as e:  # a damaged archive or pickled members: say which file
+        raise ValueError(f"cannot read {path} as a NumPy .npz of arrays: {e}") from e
+    if "conv0/W" not in arrays:
+        found = ", ".join(sorted(arrays)[:4]) or "nothing"
+        raise ValueError(f"{path} is an .npz without tensorpack ResNet names (expected conv0/W, conv0/bn/gamma, "
+                         f"group0/block0/conv1/W, …, linear/W); it holds {found}")
+    state: dict[str, torch.Tensor] = {}
+    for name, value in arrays.items():
+        m = _TENSORPACK_NAME.fullmatch(name)
+        if name in ("linear/W", "linear/b"):
+            state[f"fc.{'weight' if name.endswith('W') else 'bias'}"] = torch.from_numpy(value.T.copy())
+        elif m is None:
+            state[name] = torch.from_numpy(value) if value.dtype.kind in "biuf" else torch.empty(0)
+        else:
+            conv, bn = _torchvision_modules(m[1])
+            if m[2] == "W":  # (kh, kw, I, O) → (O, I, kh, kw)
+                state[f"{conv}.weight"] = torch.from_numpy(value.transpose(3, 2, 0, 1).copy())
+            else:
+                state[f"{bn}.{_TENSORPACK_BN[m[2][len('bn/'):]]}"] = torch.from_numpy(value)
+    return state
+
+
+def _torchvision_modules(scope: str) -> tuple[str, str]:
+    """(conv, BN) module names of torchvision's ResNet for a tensorpack conv scope: ``conv0`` the stem,
+    ``group{g}/block{i}/conv{j}`` a block's conv, ``…/convshortcut`` its projection shortcut."""
+    if scope == "conv0":
+        return "conv1", "bn1"
+    m = re.fullmatch(r"group(\d)/block(\d+)/conv(\d|shortcut)", scope)
+    assert m is not None, scope
+    block = f"layer{int(m[1]) + 1}.{m[2]}"
+    if m[3] == "shortcut":
+        return f"{block}.downsample.0", f"{block}.downsample.1"
+    return f"{block}.conv{m[3]}", f"{block}.bn{m[3]}"
 
 
 def _check_depth(model: VideoResNet, state: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,3 +136,70 @@ def test_bad_files(tmp_path):
         load_imagenet(model, tmp_path / "garbage.pth")
     with pytest.raises(ValueError, match="VideoResNet"):
         load_imagenet(torch.nn.Linear(2, 2), tmp_path / "notweights.pth")
+
+
+def _as_tensorpack(ref: ResNet2d, suffix: str = "") -> dict[str, np.ndarray]:
+    """``ref`` as tensorpack's ImageNet-ResNet*.npz holds it: TF layouts, tensorpack names (``suffix`` ``":0"`` as
+    some dumps write them)."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def conv_bn(scope: str, conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> None:
+        arrays[f"{scope}/W"] = conv.weight.numpy().transpose(2, 3, 1, 0)  # (O, I, kh, kw) → (kh, kw, I, O)
+        for name, attr in (("gamma", "weight"), ("beta", "bias"), ("mean/EMA", "running_mean"),
+                           ("variance/EMA", "running_var")):
+            arrays[f"{scope}/bn/{name}"] = getattr(bn, attr).numpy()
+
+    conv_bn("conv0", ref.conv1, ref.bn1)
+    for g in range(4):
+        for i, block in enumerate(getattr(ref, f"layer{g + 1}")):
+            for j in (1, 2, 3):
+                if hasattr(block, f"conv{j}"):
+                    conv_bn(f"group{g}/block{i}/conv{j}", getattr(block, f"conv{j}"), getattr(block, f"bn{j}"))
+            if block.downsample is not None:
+                conv_bn(f"group{g}/block{i}/convshortcut", *block.downsample)
+    arrays["linear/W"], arrays["linear/b"] = ref.fc.weight.numpy().T, ref.fc.bias.numpy()
+    return {f"{name}{suffix}": value for name, value in arrays.items()}
+
+
+@pytest.mark.parametrize("preset, bottleneck, layers, suffix", [("c2d_r18", False, [2, 2, 2, 2], ""),
+                                                                ("c2d_r50", True, [3, 4, 6, 3], ":0")])
+@torch.no_grad()
+def test_tensorpack_npz_reproduces_2d_resnet_per_frame(tmp_path, preset, bottleneck, layers, suffix):
+    torch.manual_seed(0)
+    ref = randomized(ResNet2d(bottleneck, layers, width=WIDTH))
+    path = tmp_path / "ImageNet-ResNet.npz"
+    np.savez_compressed(path, **_as_tensorpack(ref, suffix))
+    model = create_model(preset, num_classes=1000, width=WIDTH).eval()
+    report = load_imagenet(model, path, verbose=False)
+    assert report.missing == [] and report.unexpected == [] and report.skipped == [] and report.inflated == []
+    assert sorted(report.loaded) == sorted(k for k in ref.state_dict() if not k.endswith("num_batches_tracked"))
+    clip = torch.randn(2, 3, 3, 48, 40)
+    torch.testing.assert_close(model.forward_features(clip), _per_frame(ref, clip, "features"), atol=1e-5,
+                               rtol=1e-5)
+    torch.testing.assert_close(model(clip), _per_frame(ref, clip, "forward").mean(dim=1), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_tensorpack_npz_inflates_into_c3d_and_reports_other_entries(tmp_path):
+    layers = [1, 1, 1, 1]
+    ref = randomized(ResNet2d(False, layers, width=WIDTH))
+    extras = {"global_step:0": np.array(450000), "conv0/b": np.ones(WIDTH, np.float32)}
+    np.savez(tmp_path / "tp.npz", **_as_tensorpack(ref), **extras)
+    model = create_model("c3d_r18", num_classes=10, width=WIDTH, layers=tuple(layers))
+    report = load_imagenet(model, tmp_path / "tp.npz", verbose=False)
+    assert sorted(report.unexpected) == ["conv0/b", "global_step"]
+    assert report.skipped == ["fc.weight", "fc.bias"]  # 1000 classes into 10
+    assert "layer3.0.conv1.weight" in report.inflated
+    expected = ref.layer3[0].conv1.weight.unsqueeze(2).repeat(1, 1, 3, 1, 1) / 3
+    assert torch.equal(model.layer3[0].conv1.weight, expected)
+    assert torch.equal(model.layer2[0].downsample[1].running_var, ref.layer2[0].downsample[1].running_var)
+
+
+def test_npz_of_other_names_or_damaged_is_refused(tmp_path):
+    model = create_model("c2d_r18", width=WIDTH)
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(ValueError, match=r"other.npz is an .npz without tensorpack ResNet names.*holds weights"):
+        load_imagenet(model, tmp_path / "other.npz", verbose=False)
+    np.savez(tmp_path / "pickled.npz", obj=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="cannot read .*pickled.npz as a NumPy .npz"):
+        load_imagenet(model, tmp_path / "pickled.npz", verbose=False)
