@@ -32,7 +32,8 @@ class ModelConfig:
 
     name: str = "cpnet_r18"
     options: dict[str, Any] = field(default_factory=dict)
-    init: str | None = None  # torchvision-layout ImageNet ResNet state dict (SPEC §2), loaded before training
+    init: str | None = None  # ImageNet ResNet weights loaded before training (SPEC §2): a torchvision-layout state
+    # dict or tensorpack's ImageNet-ResNet{18,34,50,101}.npz (the released models' starting point)
 
 
 @dataclass
