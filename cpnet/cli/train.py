@@ -21,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="override a config value, e.g. --set optim.lr=0.1 (repeatable; values are YAML)")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint exactly")
-    p.add_argument("--init", help="ImageNet ResNet state dict (torchvision layout) to initialise the backbone")
+    p.add_argument("--init", help="initial weights: a cpnet checkpoint to fine-tune (trained or converted; a new "
+                   "classifier when the class count differs) or ImageNet ResNet weights (torchvision state dict or "
+                   "tensorpack npz) for the backbone")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.set_defaults(func=run)
 

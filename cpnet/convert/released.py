@@ -152,6 +152,18 @@ def read_label_file(path: str | Path) -> list[str]:
     raise ValueError(f"{path}: expected Jester's labels .csv or Something-Something v2's labels .json")
 
 
+def released_test_config(preset: str, options: dict, labels: str | Path) -> dict:
+    """The config stored with a converted model: the released test settings (their ``command_test.sh.*``: 12
+    frames at stride 2, the crop size of the model, 8 clips x 6 crops) and the dataset its label file names, so
+    ``cpnet eval --checkpoint FILE --set data.root=DIR`` evaluates as the authors did."""
+    size = 112 if preset.endswith("_112") else 224
+    dataset = "ssv2" if Path(labels).suffix.lower() == ".json" else "jester"
+    return {"name": f"released_{preset}", "model": {"name": preset, "options": options},
+            "data": {"dataset": dataset, "num_frames": 12, "stride": 2, "sampling": "dense", "size": size,
+                     "short_side": size},
+            "eval": {"protocol": "released"}}
+
+
 def convert_released(checkpoint: str | Path, preset: str, labels: str | Path, out: str | Path,
                      force: bool = False) -> dict:
     """Read a released TF checkpoint (``PREFIX`` of ``PREFIX.index`` / ``.data-*``), map it onto ``preset`` with
@@ -177,9 +189,7 @@ def convert_released(checkpoint: str | Path, preset: str, labels: str | Path, ou
     options = {} if stem.shape[-1] == 64 else {"width": int(stem.shape[-1])}  # reduced-width test models
     model = create_model(preset, num_classes=len(class_names), **options).eval()
     model.load_state_dict(released_state_dict(variables, model, str(prefix)))
-    size = 112 if preset.endswith("_112") else 224
-    cfg = config_from_dict({"name": f"released_{preset}", "model": {"name": preset, "options": options},
-                            "data": {"size": size, "short_side": size}})
+    cfg = config_from_dict(released_test_config(preset, options, labels))
     meta = {"model_name": preset, "num_classes": len(class_names), "class_names": class_names,
             "config": config_to_dict(cfg), "converted_from": str(prefix)}
     atomic_save(make_checkpoint(model, epoch=0, meta=meta), out)

@@ -17,9 +17,10 @@ from torch.utils.data import Dataset, default_collate
 
 from cpnet.data.cache import FrameCache
 from cpnet.data.records import DatasetSplit, MediaError, VideoRecord
-from cpnet.data.sampling import CROP_COUNTS, SAMPLINGS, sample_indices, view_positions
-from cpnet.data.transforms import draw_clip_aug, eval_transform, flip_label_map, train_transform
+from cpnet.data.sampling import SAMPLINGS, sample_indices
+from cpnet.data.transforms import draw_clip_aug, eval_transform, flip_label_map, train_transform, view_transform
 from cpnet.data.video import count_frames, read_clip
+from cpnet.data.views import ViewProtocol
 
 _warned: set[str] = set()  # files already warned about in this process
 
@@ -39,6 +40,22 @@ def _check_args(num_frames: int, stride: int, sampling: str, size: int, short_si
         raise ValueError(f"short_side {short_side} is smaller than the crop size {size}")
 
 
+def video_length(record: VideoRecord) -> int:
+    """Frames in one record's video: the annotation's count, else counted in the file."""
+    n = record.num_frames if record.num_frames is not None else count_frames(record.path)
+    if n < 1:
+        raise MediaError(f"{record.path}: no frames")
+    return n
+
+
+def read_frames(record: VideoRecord, indices: np.ndarray, cache: FrameCache | None = None) -> np.ndarray:
+    """Decode frames ``indices`` of one record: uint8 (T, H, W, 3); with ``cache`` frames decoded before come from
+    memory."""
+    # Counted frame folders are exact; container counts may overstate what decodes, so clamp at the end there.
+    read = cache.read if cache is not None else read_clip
+    return read(record.path, indices, clamp_end=record.num_frames is None)
+
+
 def load_frames(
     record: VideoRecord,
     num_frames: int,
@@ -50,13 +67,8 @@ def load_frames(
 ) -> np.ndarray:
     """Decode the sampled frames of one record: uint8 (T, H, W, 3). Unknown frame counts are read from the file.
     With ``cache`` frames decoded before come from memory."""
-    n = record.num_frames if record.num_frames is not None else count_frames(record.path)
-    if n < 1:
-        raise MediaError(f"{record.path}: no frames")
-    indices = sample_indices(n, num_frames, stride, sampling, rng=rng, position=position)
-    # Counted frame folders are exact; container counts may overstate what decodes, so clamp at the end there.
-    read = cache.read if cache is not None else read_clip
-    return read(record.path, indices, clamp_end=record.num_frames is None)
+    indices = sample_indices(video_length(record), num_frames, stride, sampling, rng=rng, position=position)
+    return read_frames(record, indices, cache)
 
 
 class ClipDataset(Dataset):
@@ -125,10 +137,10 @@ class ClipDataset(Dataset):
 
 class ViewDataset(Dataset):
     """Test-time views: item ``j`` is ``(clip (3, T, size, size), label, video_index, view_index)`` for video
-    ``j // (clips * crops)`` and view ``j % (clips * crops)`` = ``clip_index * crops + crop_index``. Clips are spread
-    evenly over the video; crops (1, 3 or 6) along the long side after resizing the short side to ``short_side``
-    (default ``size``, the released protocol). The last decoded clip is kept, so the crops of a clip decode once;
-    ``cache`` as in :class:`ClipDataset`.
+    ``j // views`` and view ``j % views`` = ``clip_index * crops + crop_index``, where the views are those of
+    ``protocol`` (:mod:`cpnet.data.views`; default: ``clips`` spread evenly over the video and ``crops`` along the
+    long side after resizing the short side to ``short_side``, default ``size``). The last decoded clip is kept,
+    so the crops of a clip decode once; ``cache`` as in :class:`ClipDataset`.
     """
 
     def __init__(
@@ -142,18 +154,21 @@ class ViewDataset(Dataset):
         short_side: int | None = None,
         clips: int = 1,
         crops: int = 1,
+        protocol: ViewProtocol | None = None,
         skip_bad: bool = False,
         cache: FrameCache | None = None,
     ) -> None:
         _check_args(num_frames, stride, sampling, size, short_side)
-        if clips < 1 or crops not in CROP_COUNTS:
-            raise ValueError(f"need clips >= 1 and crops in {CROP_COUNTS}; got {clips} and {crops}")
+        self.protocol = protocol or ViewProtocol("views", clips=clips, crops=crops, resize="config")
+        if self.protocol.placement == "released" and sampling != "dense":
+            raise ValueError(f"protocol {self.protocol.name!r} takes dense clips; sampling is {sampling!r}")
         self.records = list(split.records)
         self.class_names = list(split.class_names)
         self.num_frames, self.stride, self.sampling = num_frames, stride, sampling
-        self.size, self.short_side, self.clips, self.crops = size, short_side, clips, crops
+        self.size, self.short_side = size, short_side
+        self.clips, self.crops = self.protocol.clips, self.protocol.crops
         self.skip_bad, self.frame_cache = skip_bad, cache
-        self.views_per_video = clips * crops
+        self.views_per_video = self.protocol.views
         self._cache: tuple[tuple[int, int], np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -161,10 +176,10 @@ class ViewDataset(Dataset):
 
     def _frames(self, video: int, clip: int) -> np.ndarray:
         if self._cache is None or self._cache[0] != (video, clip):
-            position = float(view_positions(self.clips)[clip])
-            frames = load_frames(self.records[video], self.num_frames, self.stride, self.sampling, None, position,
-                                 cache=self.frame_cache)
-            self._cache = ((video, clip), frames)
+            record = self.records[video]
+            indices = self.protocol.clip_indices(video_length(record), self.num_frames, self.stride, self.sampling,
+                                                 clip)
+            self._cache = ((video, clip), read_frames(record, indices, self.frame_cache))
         return self._cache[1]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int] | None:
@@ -178,7 +193,8 @@ class ViewDataset(Dataset):
                 raise
             _warn_once(record.path, e)
             return None
-        return eval_transform(frames, self.size, self.short_side, self.crops, crop), record.label, video, view
+        clip_tensor = view_transform(frames, self.size, self.protocol, self.short_side, crop)
+        return clip_tensor, record.label, video, view
 
 
 def collate_skip(batch: list, arity: int | None = None) -> tuple:

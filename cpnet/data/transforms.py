@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cpnet.data.sampling import crop_boxes
+from cpnet.data.views import ViewProtocol, resized_short_side
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -81,26 +81,25 @@ def as_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     return frames
 
 
-def resize(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bilinear resize of uint8 (T, H, W, 3) to (T, height, width, 3), antialiased when shrinking.
+def resize(frames: torch.Tensor, height: int, width: int, antialias: bool | None = None) -> torch.Tensor:
+    """Bilinear resize of uint8 (T, H, W, 3) to (T, height, width, 3), antialiased when shrinking (``antialias``
+    None) or as ``antialias`` says.
 
     Resizing uint8 in channels-last memory (which (T, H, W, 3) permuted to (T, 3, H, W) already is) takes torch's
     vectorised uint8 path, about 5x faster than resizing float frames.
     """
     if frames.shape[1:3] == (height, width):
         return frames
-    shrink = height < frames.shape[1] or width < frames.shape[2]
+    if antialias is None:
+        antialias = height < frames.shape[1] or width < frames.shape[2]
     x = frames.permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W) view, channels-last strides
-    y = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)
+    y = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=antialias)
     return y.permute(0, 2, 3, 1)  # (T, 3, h, w) channels-last -> (T, h, w, 3) contiguous
 
 
 def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
     """Resize uint8 (T, H, W, 3) so that min(H, W) == short_side, keeping the aspect ratio."""
-    h, w = frames.shape[1:3]
-    if h <= w:
-        return resize(frames, short_side, max(short_side, round(w * short_side / h)))
-    return resize(frames, max(short_side, round(h * short_side / w)), short_side)
+    return resize(frames, *resized_short_side(frames.shape[1], frames.shape[2], short_side))
 
 
 _TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
@@ -152,6 +151,19 @@ def train_transform(frames: torch.Tensor | np.ndarray, aug: ClipAug, size: int) 
     return normalize(x)
 
 
+def view_transform(
+    frames: torch.Tensor | np.ndarray, size: int, protocol: ViewProtocol, short_side: int | None, crop: int
+) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (3, T, size, size): crop ``crop`` of a test-time ``protocol``, after resizing
+    the short side as the protocol says (``short_side`` is the configured one). The released protocol resizes
+    without antialiasing, as the authors' cv2 ``INTER_LINEAR`` did."""
+    x = as_frames(frames)
+    height, width = protocol.resized_size(x.shape[1], x.shape[2], protocol.short_side(size, short_side))
+    x = resize(x, height, width, antialias=False if protocol.placement == "released" else None)
+    top, left = protocol.crop_box(height, width, size, crop)
+    return normalize(x[:, top : top + size, left : left + size].float().div_(255))
+
+
 def eval_transform(
     frames: torch.Tensor | np.ndarray, size: int, short_side: int | None = None, crops: int = 1, crop_index: int = 0
 ) -> torch.Tensor:
@@ -159,9 +171,8 @@ def eval_transform(
     then take crop ``crop_index`` of ``crops`` (1 centre; 3 or 6 along the long side)."""
     if not 0 <= crop_index < crops:
         raise ValueError(f"crop_index must be in [0, {crops}), got {crop_index}")
-    x = resize_short_side(as_frames(frames), short_side or size)
-    top, left = crop_boxes(x.shape[1], x.shape[2], size, crops)[crop_index]
-    return normalize(x[:, top : top + size, left : left + size].float().div_(255))
+    protocol = ViewProtocol("eval", clips=1, crops=crops, resize="config")
+    return view_transform(frames, size, protocol, short_side, crop_index)
 
 
 def flip_label_map(class_names: Sequence[str], flip_pairs: Sequence[tuple[str, str]]) -> dict[int, int]:

@@ -172,3 +172,36 @@ def check_compatible(ckpt: dict, model_name: str, num_classes: int, path: str | 
         diffs.append(f"{ckpt.get('num_classes')} classes (expected {num_classes})")
     if diffs:
         raise ValueError(f"{path} is for {' and '.join(diffs)}")
+
+
+def is_cpnet_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a file that :func:`load_checkpoint` reads (a cpnet checkpoint, not a bare state dict)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - anything torch cannot read safely is not a cpnet checkpoint
+        return False
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def load_for_finetuning(model: torch.nn.Module, ckpt: dict, model_name: str, path: str | Path = "checkpoint",
+                        head: str = "fc") -> str:
+    """Put a trained checkpoint's weights into ``model`` to fine-tune it. The classifier (``head``) stays at its
+    fresh initialisation when the class count differs; every other weight must fit exactly. Returns what was done,
+    in one line."""
+    if ckpt.get("model_name") != model_name:
+        raise ValueError(f"{path} holds a {ckpt.get('model_name')!r} model; this run builds {model_name!r}: set "
+                         f"model.name (and model.options) to the checkpoint's to fine-tune it")
+    state, own = dict(ckpt["model"]), model.state_dict()
+    head_keys = [k for k in own if k.startswith(head + ".")]
+    new_head = any(k in state and tuple(state[k].shape) != tuple(own[k].shape) for k in head_keys)
+    if new_head:
+        state.update({k: own[k] for k in head_keys})
+    load_model_state(model, state, path)
+    old = len(ckpt.get("class_names", ())) or ckpt.get("num_classes")
+    if new_head:
+        return (f"initialised from {path} (epoch {ckpt.get('epoch')}); new classifier: {old} classes there, "
+                f"{own[head_keys[0]].shape[0]} here")
+    return f"initialised from {path} (epoch {ckpt.get('epoch')}), classifier included"

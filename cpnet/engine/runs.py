@@ -29,9 +29,17 @@ from cpnet.config import Config, DataConfig, apply_overrides, config_from_dict, 
 from cpnet.data.annotations import DatasetSplit, load_split
 from cpnet.data.cache import FrameCache
 from cpnet.data.dataset import ClipDataset, ViewDataset, collate_skip, collate_views
-from cpnet.data.sampling import view_protocol
+from cpnet.data.views import view_protocol
 from cpnet.engine import distributed
-from cpnet.engine.checkpoint import BEST, LAST, check_compatible, load_checkpoint, load_model_state
+from cpnet.engine.checkpoint import (
+    BEST,
+    LAST,
+    check_compatible,
+    is_cpnet_checkpoint,
+    load_checkpoint,
+    load_for_finetuning,
+    load_model_state,
+)
 from cpnet.engine.distributed import ShardBatchSampler, barrier, get_rank, get_world_size, is_main
 from cpnet.engine.evaluation import EvalResult, collect_view_logits, summarize, write_eval_outputs
 from cpnet.engine.loop import TrainOptions, fit
@@ -157,9 +165,7 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, init: s
             model = _placed(build_model(cfg, train_split.num_classes), device, cfg.train.channels_last)
             init = init or cfg.model.init
             if init and not resume:
-                from cpnet.models.imagenet import load_imagenet
-
-                load_imagenet(model, init)
+                _initialise(model, init, cfg.model.name, log)
             params = count_params(model)
             model = distributed.wrap_model(model, device, cfg.train.sync_bn)
             cache = frame_cache(cfg.data, cache)
@@ -223,6 +229,17 @@ def _optimisation(cfg: Config, model: nn.Module, batches: int, log: Callable[[st
     return optimizer, schedule
 
 
+def _initialise(model: nn.Module, path: str, model_name: str, log: Callable[[str], None]) -> None:
+    """``--init``: a cpnet checkpoint (a trained or converted model: fine-tuning, a new classifier when the class
+    count differs) or ImageNet ResNet weights (torchvision state dict or tensorpack npz) for the backbone."""
+    if is_cpnet_checkpoint(path):
+        log(load_for_finetuning(model, load_checkpoint(path), model_name, path))
+        return
+    from cpnet.models.imagenet import load_imagenet
+
+    load_imagenet(model, path)
+
+
 def load_trained(checkpoint: str | Path, device: torch.device, cfg: Config | None = None) -> tuple[nn.Module, dict,
                                                                                                      Config]:
     """Rebuild the model stored in ``checkpoint`` (weights-only load); returns (model in eval mode, ckpt, config).
@@ -281,12 +298,11 @@ def eval_run(cfg: Config, checkpoint: str | Path, out_dir: str | Path, *, split:
             raise ValueError(f"{checkpoint} was trained on other classes than {cfg.data.root} ({split}): class {diff} "
                              f"is {ckpt['class_names'][diff]!r} in the checkpoint, {records.class_names[diff]!r} here")
         protocol = protocol or cfg.eval.protocol
-        p_clips, p_crops, rule = view_protocol(protocol)
-        clips, crops = clips or cfg.eval.clips or p_clips, crops or cfg.eval.crops or p_crops
-        short_side = cfg.data.size if rule == "crop" else cfg.data.short_side
+        views_of = view_protocol(protocol).with_counts(clips or cfg.eval.clips, crops or cfg.eval.crops)
+        clips, crops = views_of.clips, views_of.crops
         views = ViewDataset(records, num_frames=cfg.data.num_frames, stride=cfg.data.stride,
-                            sampling=cfg.data.sampling, size=cfg.data.size, short_side=short_side, clips=clips,
-                            crops=crops, skip_bad=cfg.data.skip_bad, cache=frame_cache(cfg.data, cache))
+                            sampling=cfg.data.sampling, size=cfg.data.size, short_side=cfg.data.short_side,
+                            protocol=views_of, skip_bad=cfg.data.skip_bad, cache=frame_cache(cfg.data, cache))
         world = get_world_size()
         log(f"evaluating {Path(checkpoint).name} (epoch {ckpt['epoch']}) on {len(records.records)} {split} videos x "
             f"{clips * crops} views ({protocol})" + (f" in {world} processes" if world > 1 else ""))

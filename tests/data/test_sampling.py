@@ -7,14 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cpnet.data.sampling import (
-    crop_boxes,
-    dense_indices,
-    sample_indices,
-    segment_indices,
-    view_positions,
-    view_protocol,
-)
+from cpnet.data.sampling import dense_indices, sample_indices, segment_indices
+from cpnet.data.views import crop_boxes, view_positions, view_protocol
 
 
 def test_dense_centre_random_and_stride():
@@ -50,9 +44,10 @@ def test_invalid_sampling_arguments():
 
 
 def test_views_and_crops():
-    assert view_protocol("released") == (8, 6, "crop")
-    assert view_protocol("kinetics") == (10, 3, "crop")
-    assert view_protocol("single")[:2] == (1, 1)
+    released, kinetics, single = (view_protocol(n) for n in ("released", "kinetics", "single"))
+    assert (released.clips, released.crops, released.resize) == (8, 6, "crop")
+    assert (kinetics.clips, kinetics.crops, kinetics.resize) == (10, 3, "crop")
+    assert (single.clips, single.crops) == (1, 1)
     with pytest.raises(ValueError, match="released"):
         view_protocol("tencrop")
     np.testing.assert_allclose(view_positions(4), [0.125, 0.375, 0.625, 0.875])

@@ -1,0 +1,68 @@
+"""A converted released model fine-tuned with `cpnet train --init`: the TensorFlow-written fixture converted by
+`cpnet convert tf`, then trained on a dataset with other classes (a new classifier, every other weight kept)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cpnet.cli import main
+from cpnet.data.synthetic import CLASS_NAMES, write_jester
+from cpnet.engine.checkpoint import load_checkpoint
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "released_r34_w8"
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("converted")
+    labels = folder / "labels.csv"
+    labels.write_text("\n".join(f"Gesture {i}" for i in range(5)) + "\n")  # the fixture's 5 classes
+    out = folder / "released.pt"
+    assert main(["convert", "tf", "--checkpoint", str(FIXTURE / "model.ckpt"), "--model", "cpnet_r34_released_112",
+                 "--labels", str(labels), "--out", str(out)]) == 0
+    return out
+
+
+def _config(tmp_path: Path, name: str) -> Path:
+    root = write_jester(tmp_path / "data", num_train=len(CLASS_NAMES) * 2, num_val=len(CLASS_NAMES), num_frames=4,
+                        size=32, seed=3)
+    cfg = {"name": "finetune", "model": {"name": name, "options": {"width": 8}},
+           "data": {"dataset": "jester", "root": str(root), "num_frames": 4, "size": 32, "short_side": 32,
+                    "workers": 0},
+           "optim": {"lr": 0.0, "schedule": "constant", "weight_decay": 0.0},
+           "train": {"epochs": 1, "batch_size": 8, "threads": 1}, "eval": {"batch_size": 8}}
+    path = tmp_path / "finetune.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_init_from_a_converted_checkpoint_gets_a_new_classifier(converted, tmp_path, capsys):
+    config = _config(tmp_path, "cpnet_r34_released_112")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "--init", str(converted), "--no-progress"]) == 0
+    log = capsys.readouterr().out
+    assert f"new classifier: 5 classes there, {len(CLASS_NAMES)} here" in log
+    source, tuned = load_checkpoint(converted)["model"], load_checkpoint(out / "checkpoint_last.pt")["model"]
+    assert tuned["fc.weight"].shape == (len(CLASS_NAMES), source["fc.weight"].shape[1])
+    weights = [k for k in source if k.endswith("weight") and not k.startswith("fc.") and source[k].dim() > 1]
+    assert len(weights) > 40
+    for key in weights:  # lr 0: the backbone is the converted one (BN statistics move in training mode)
+        torch.testing.assert_close(tuned[key], source[key], rtol=0, atol=0)
+
+
+def test_train_init_refuses_a_checkpoint_of_another_model(converted, tmp_path, capsys):
+    config = _config(tmp_path, "cpnet_r34")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "--init", str(converted), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a 'cpnet_r34_released_112' model; this run builds 'cpnet_r34'" in err
+
+
+def test_a_converted_checkpoint_carries_the_released_test_settings(converted):
+    cfg = load_checkpoint(converted)["config"]
+    assert cfg["data"]["dataset"] == "jester" and cfg["eval"]["protocol"] == "released"
+    assert (cfg["data"]["num_frames"], cfg["data"]["stride"], cfg["data"]["size"]) == (12, 2, 112)
