@@ -2,7 +2,7 @@
 
     python benchmarks/demo_steps.py --models c2d c3d --variant '{}' --variant '{"stem_kernel": 7}'
 
-Each (model, variant) is built at the demo's full size (cpnet.demo.FULL) and timed on one random batch: forward,
+Each (model, variant) is built at the demo's full size (cpnet.app.demo.FULL) and timed on one random batch: forward,
 cross-entropy, backward and an SGD step, ``--steps`` per round, rounds interleaved over the variants so that a
 machine's drift hits every variant alike; the median and minimum round are reported per step. The demo's threads
 (FULL.threads) by default and denormals flushed, as the demo trains. Prints a table and, with ``--json``, writes
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import cpnet
-from cpnet.demo import FULL, MODELS, demo_config
+from cpnet.app.demo import FULL, MODELS, demo_config
 from cpnet.reports.machine import describe, machine_info
 
 

@@ -1,6 +1,20 @@
-"""cpnet: CPNet (Learning Video Representations from Correspondence Proposals) in PyTorch."""
+"""cpnet: CPNet (Learning Video Representations from Correspondence Proposals) in PyTorch.
 
-from cpnet.models.registry import create_model, list_models
+The names the README's "As a library" shows: build a preset (``create_model``, ``list_models``), the one video
+ResNet, the CP module, and the cross-frame kNN. Subpackages: ``cpnet.models``, ``cpnet.ops``; the data, engine,
+CLI and reports load only when imported.
+"""
+
+from cpnet.models import CPModule, VideoResNet, create_model, list_models, register_model
+from cpnet.ops.knn import cross_frame_knn
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "__version__"]
+__all__ = [
+    "CPModule",
+    "VideoResNet",
+    "create_model",
+    "cross_frame_knn",
+    "list_models",
+    "register_model",
+    "__version__",
+]

@@ -9,11 +9,11 @@ import torch
 import torch.nn as nn
 
 import cpnet
+from cpnet.app.config import Config, config_to_dict
+from cpnet.app.runs import load_trained
 from cpnet.cli import main
-from cpnet.config import Config, config_to_dict
 from cpnet.engine import LAST, atomic_save, fit, load_checkpoint
 from cpnet.engine.checkpoint import check_plain, load_model_state, make_checkpoint
-from cpnet.engine.runs import load_trained
 from tests.test_engine import make_run
 
 TINY = {"width": 4, "layers": [1, 1, 1, 1], "stem_stride": 1}

@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
+from cpnet.app.config import load_config
 from cpnet.cli import main
-from cpnet.config import load_config
 from cpnet.data.synthetic import CLASS_NAMES, write_jester
 
 TINY = {
@@ -124,7 +124,7 @@ def test_training_flushes_denormals_and_restores_after(tmp_path, config_file, mo
     """train.flush_denormal (default on): denormal floats are zero inside the run, and ordinary again after."""
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush denormals")
-    import cpnet.engine.runs as runs
+    import cpnet.app.runs as runs
 
     seen = []
     real_fit = runs.fit
@@ -145,8 +145,8 @@ def test_training_flushes_denormals_and_restores_after(tmp_path, config_file, mo
 def test_channels_last_trains_and_evaluates_in_that_layout(tmp_path, config_file, monkeypatch):
     """train.channels_last: the model trains and is reloaded with channels-last weights (so its activations are
     channels-last too), and computes what the plain layout computes."""
-    import cpnet.engine.runs as runs
-    from cpnet.engine.runs import load_trained
+    import cpnet.app.runs as runs
+    from cpnet.app.runs import load_trained
 
     layouts = []
     real_fit = runs.fit

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cpnet.config import (
+from cpnet.app.config import (
     Config,
     config_from_dict,
     config_to_dict,

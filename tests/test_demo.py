@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from cpnet.app.config import load_config
+from cpnet.app.demo import FULL, MODELS, demo_config, format_table, run_demo
 from cpnet.cli import main
-from cpnet.config import load_config
 from cpnet.data.synthetic import MANIFEST
-from cpnet.demo import FULL, MODELS, demo_config, format_table, run_demo
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
 
@@ -83,7 +83,7 @@ def test_demo_writes_the_dataset_with_its_writer_processes(tmp_path, monkeypatch
         seen.append(data)
         raise Stop
 
-    monkeypatch.setattr("cpnet.engine.runs.prepare_data", fake_prepare)
+    monkeypatch.setattr("cpnet.app.datasets.prepare_data", fake_prepare)
     with pytest.raises(Stop):
         run_demo(tmp_path / "demo", log=lambda message: None)
     assert FULL.write_workers == 2 and seen[0].workers == 2 and FULL.workers == 0 and FULL.cache_mb > 0

@@ -21,12 +21,12 @@ import torch.nn as nn
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from cpnet.app.runs import load_trained
 from cpnet.cli import main
 from cpnet.engine import distributed
 from cpnet.engine.checkpoint import LAST, load_checkpoint, load_model_state, make_checkpoint
 from cpnet.engine.distributed import ShardBatchSampler, launch_env
 from cpnet.engine.optim import linear_scaled_lr
-from cpnet.engine.runs import load_trained
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # seconds for one torchrun launch; a hang fails instead of blocking the suite

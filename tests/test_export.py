@@ -11,8 +11,8 @@ import torch.nn as nn
 
 import cpnet
 from cpnet import export
+from cpnet.app.config import config_from_dict, config_to_dict
 from cpnet.cli import main
-from cpnet.config import config_from_dict, config_to_dict
 from cpnet.engine.checkpoint import atomic_save, make_checkpoint
 from cpnet.export import export_onnx, export_torchscript, rounding_sensitivity, verify_onnx, verify_torchscript
 from cpnet.models.cp import CPModule

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from cpnet.config import parse_override
-from cpnet.engine.runs import resolve_device
+from cpnet.app.config import parse_override
+from cpnet.engine.distributed import resolve_device
 from cpnet.reports.tables import text_table, write_csv
 
 

@@ -20,8 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     synth = sub.add_parser("synth", help="write the synthetic motion dataset in the Jester layout")
     synth.add_argument("--out", required=True, type=Path, help="output folder (reused when already complete)")
-    synth.add_argument("--train", type=int, default=7200, help="training clips")
-    synth.add_argument("--val", type=int, default=800, help="validation clips")
+    synth.add_argument("--train", type=int, default=synthetic.DEFAULT_NUM_TRAIN, help="training clips")
+    synth.add_argument("--val", type=int, default=synthetic.DEFAULT_NUM_VAL, help="validation clips")
     synth.add_argument("--frames", type=int, default=8, help="frames per clip")
     synth.add_argument("--size", type=int, default=32, help="frame height and width in pixels")
     synth.add_argument("--seed", type=int, default=0)

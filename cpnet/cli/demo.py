@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from cpnet.demo import MODELS
+    from cpnet.app.demo import MODELS
 
     p = subparsers.add_parser("demo", help="the main job: C2D vs NL vs C3D vs CPNet on synthetic motion",
                               description="Write (or reuse) the synthetic motion dataset in the Jester layout, "
@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from cpnet.demo import FULL, QUICK, run_demo
+    from cpnet.app.demo import FULL, QUICK, run_demo
 
     size = QUICK if args.quick else FULL
     if args.threads is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cpnet.config import PROTOCOLS, load_config
+from cpnet.app.config import PROTOCOLS, load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,31 +34,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnet.engine.distributed import is_main, session
-    from cpnet.engine.runs import checkpoint_config, eval_run, find_checkpoint
+    from cpnet.app.runfolder import RunFolder
+    from cpnet.app.runs import checkpoint_config, eval_run
 
     if args.run:
-        checkpoint = find_checkpoint(args.run)
-        cfg = load_config(args.config or Path(args.run) / "config.yaml", args.overrides)
+        run_folder = RunFolder(args.run)
+        checkpoint = run_folder.checkpoint()
+        cfg = load_config(args.config or run_folder.config, args.overrides)
     else:
         checkpoint = Path(args.checkpoint)
         cfg = load_config(args.config, args.overrides) if args.config else checkpoint_config(checkpoint, args.overrides)
     split = args.split or cfg.data.val_split
     protocol = args.protocol or cfg.eval.protocol
-    out = Path(args.out) if args.out else checkpoint.parent / f"eval_{split}_{protocol}"
-    with session(cfg.train.device):
-        result = eval_run(cfg, checkpoint, out, split=split, protocol=protocol, clips=args.clips, crops=args.crops)
-        if is_main():
-            _print_summary(result.summary, out)
+    out = Path(args.out) if args.out else RunFolder(checkpoint.parent).eval_dir(split, protocol)
+    eval_run(cfg, checkpoint, out, split=split, protocol=protocol, clips=args.clips, crops=args.crops)
     return 0
-
-
-def _print_summary(s: dict, out: Path) -> None:
-    if s["labelled"]:
-        print(f"videos {s['num_videos']}  views {s['num_views']}  "
-              f"clip top1 {100 * s['clip_top1']:.2f}%  clip top5 {100 * s['clip_top5']:.2f}%  "
-              f"video top1 {100 * s['video_top1']:.2f}%  video top5 {100 * s['video_top5']:.2f}%  "
-              f"mean class acc {100 * s['mean_class_accuracy']:.2f}%")
-    else:
-        print(f"videos {s['num_videos']}  views {s['num_views']}  (unlabelled split: predictions only)")
-    print(f"report: {out}")

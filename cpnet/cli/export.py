@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cpnet import export
-    from cpnet.engine.runs import load_trained
+    from cpnet.app.runs import load_trained
 
     checkpoint = Path(args.checkpoint)
     if args.format == "onnx":  # fail before the (slow) export, naming what to install; TorchScript needs nothing

@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnet.engine.predict import predict_file
+    from cpnet.app.predict import predict_file
 
     for rank, (name, prob) in enumerate(predict_file(Path(args.path), Path(args.checkpoint), top=args.top), 1):
         print(f"{rank}. {name}  {100 * prob:.1f}%")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cpnet.config import load_config
+from cpnet.app.config import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=0.1 (repeatable; values are YAML)")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint exactly")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint exactly")
+    resume.add_argument("--force", action="store_true", help="replace the run files a previous run left in --out "
+                        "(refused otherwise; other files there are kept)")
     p.add_argument("--init", help="initial weights: a cpnet checkpoint to fine-tune (trained or converted; a new "
                    "classifier when the class count differs) or ImageNet ResNet weights (torchvision state dict or "
                    "tensorpack npz) for the backbone")
@@ -29,18 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnet.engine.distributed import is_main, session
-    from cpnet.engine.runs import train_run
+    from cpnet.app.runs import train_run
 
     if args.config is None and not (args.resume and args.out):
         raise ValueError("--config is required (or --resume --out RUN_DIR to continue a run with its own config)")
     config_path = args.config or Path(args.out) / "config.yaml"
     cfg = load_config(config_path, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    with session(cfg.train.device):
-        summary = train_run(cfg, out, resume=args.resume, init=args.init,
-                            progress=False if args.no_progress else None)
-        if is_main():
-            print(f"done: {summary['epochs']} epochs, best val top1 {100 * summary['best_top1']:.2f}%, "
-                  f"{summary['train_seconds']:.1f}s training; run folder {out}")
+    train_run(cfg, out, resume=args.resume, force=args.force, init=args.init,
+              progress=False if args.no_progress else None)
     return 0

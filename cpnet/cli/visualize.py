@@ -36,29 +36,8 @@ def _parse_point(text: str) -> tuple[int, int, int]:
     return values
 
 
-def load_clip(path: Path, checkpoint: Path):
-    """(model in eval mode, clip (1, 3, T, S, S) as the model sees it, uint8 frames (T, S, S, 3) for display)."""
-    import torch
-
-    from cpnet.data.dataset import ViewDataset
-    from cpnet.data.records import DatasetSplit, VideoRecord
-    from cpnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from cpnet.engine.runs import load_trained
-
-    if not path.exists():
-        raise FileNotFoundError(f"video or frame folder not found: {path}")
-    model, ckpt, cfg = load_trained(checkpoint, torch.device("cpu"))
-    split = DatasetSplit(records=[VideoRecord(video_id=path.name, path=path, label=-1)],
-                         class_names=ckpt["class_names"])
-    d = cfg.data
-    clip = ViewDataset(split, num_frames=d.num_frames, stride=d.stride, sampling=d.sampling, size=d.size,
-                       short_side=d.short_side, clips=1, crops=1)[0][0]  # (3, T, S, S), normalised
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-    frames = ((clip * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 3, 0)  # (T, S, S, 3)
-    return model, clip[None], frames.numpy()
-
-
 def run(args: argparse.Namespace) -> int:
+    from cpnet.app.predict import load_clip
     from cpnet.reports.cp_hooks import capture_cp
     from cpnet.reports.visualize import (
         correspondence_rows,
@@ -71,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     points = [_parse_point(p) for p in args.points] if args.points else None
     if points is None and args.num_points < 1:
         raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
-    model, clip, frames = load_clip(Path(args.input), Path(args.checkpoint))
+    model, clip, frames, _ = load_clip(Path(args.input), Path(args.checkpoint))
     capture = capture_cp(model, clip, args.module)
     corr = correspondences(capture)
     queries = [point_index(corr.grid, p) for p in points] if points else strongest_points(corr, args.num_points)

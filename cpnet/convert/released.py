@@ -169,7 +169,7 @@ def convert_released(checkpoint: str | Path, preset: str, labels: str | Path, ou
     """Read a released TF checkpoint (``PREFIX`` of ``PREFIX.index`` / ``.data-*``), map it onto ``preset`` with
     the classes of ``labels`` and write a cpnet checkpoint to ``out`` (atomically: nothing partial is left on an
     error). Refuses an existing ``out`` unless ``force``. Returns the checkpoint's metadata."""
-    from cpnet.config import config_from_dict, config_to_dict
+    from cpnet.app.config import config_from_dict, config_to_dict
     from cpnet.convert.tf_checkpoint import read_tf_checkpoint, resolve_tf_prefix
     from cpnet.engine.checkpoint import atomic_save, make_checkpoint
     from cpnet.models.registry import create_model, list_models

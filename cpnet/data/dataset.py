@@ -8,13 +8,13 @@ dataset when an epoch's iterator starts, so use ``persistent_workers=False``).
 from __future__ import annotations
 
 import warnings
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from cpnet.batch import ClipBatch, ViewBatch
 from cpnet.data.cache import FrameCache
 from cpnet.data.records import DatasetSplit, MediaError, VideoRecord
 from cpnet.data.sampling import SAMPLINGS, sample_indices
@@ -197,35 +197,20 @@ class ViewDataset(Dataset):
         return clip_tensor, record.label, video, view
 
 
-def collate_skip(batch: list, arity: int | None = None) -> tuple:
-    """Collate a batch after dropping ``None`` items: ``(*collated fields, num_skipped)``, i.e.
-    ``(clips, labels, indices, num_skipped)`` for :class:`ClipDataset` and
-    ``(clips, labels, video_indices, view_indices, num_skipped)`` for :class:`ViewDataset` (use ``collate_views``).
-    An all-skipped batch gives empty tensors; its arity is ``arity`` or, unknown, 3 fields."""
+def collate_skip(batch: list) -> ClipBatch:
+    """Collate :class:`ClipDataset` items after dropping ``None`` (unreadable media under ``skip_bad``) into a
+    :class:`~cpnet.batch.ClipBatch` that counts them. An all-skipped batch gives empty tensors."""
     kept = [item for item in batch if item is not None]
     skipped = len(batch) - len(kept)
     if kept:
-        return (*default_collate(kept), skipped)
-    fields = arity or 3
-    return (torch.empty(0), *(torch.empty(0, dtype=torch.long) for _ in range(fields - 1)), skipped)
+        return ClipBatch(*default_collate(kept), skipped)
+    return ClipBatch(torch.empty(0), *(torch.empty(0, dtype=torch.long) for _ in range(2)), skipped)
 
 
-collate_views = partial(collate_skip, arity=4)
-
-
-class BadMediaBudget:
-    """Counts skipped items over an epoch and raises MediaError once they exceed ``max_fraction`` of its
-    ``total`` items, so a dataset that is mostly broken stops training instead of silently shrinking."""
-
-    def __init__(self, total: int, max_fraction: float) -> None:
-        if not 0 <= max_fraction <= 1:
-            raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
-        self.total, self.max_fraction, self.skipped = total, max_fraction, 0
-
-    def add(self, skipped: int) -> None:
-        self.skipped += int(skipped)
-        if self.skipped > self.max_fraction * self.total:
-            raise MediaError(
-                f"{self.skipped} of {self.total} items had bad media this epoch, over the allowed "
-                f"{self.max_fraction:.1%}; run `cpnet data check` on the dataset"
-            )
+def collate_views(batch: list) -> ViewBatch:
+    """Collate :class:`ViewDataset` items like :func:`collate_skip`, into a :class:`~cpnet.batch.ViewBatch`."""
+    kept = [item for item in batch if item is not None]
+    skipped = len(batch) - len(kept)
+    if kept:
+        return ViewBatch(*default_collate(kept), skipped)
+    return ViewBatch(torch.empty(0), *(torch.empty(0, dtype=torch.long) for _ in range(3)), skipped)

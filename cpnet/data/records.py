@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpnet.errors import MediaError
+
+__all__ = ["DatasetSplit", "EmptySplitError", "MediaError", "VideoRecord"]
+
 
 @dataclass(frozen=True)
 class VideoRecord:
@@ -50,10 +54,6 @@ class DatasetSplit:
         total = len(self.missing) + len(self.records)
         names = ", ".join(self.missing[:first]) + (", ..." if len(self.missing) > first else "")
         return f"{self.dataset} {self.split}: {len(self.missing)} of {total} media missing ({names})"
-
-
-class MediaError(ValueError):
-    """A media file (video or frame folder) that exists but cannot be decoded; the message names the file."""
 
 
 class EmptySplitError(ValueError):

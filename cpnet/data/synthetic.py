@@ -203,6 +203,7 @@ class SyntheticMotion(torch.utils.data.Dataset):
 
 
 MANIFEST = "cpnet-synthetic.json"
+DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL = 7200, 900  # clips written by default (the demo's set)
 GENERATOR_VERSION = 2  # bump when the generator's output changes, so existing datasets are regenerated
 MEDIA_DIR = "20bn-jester-v1"
 
@@ -256,8 +257,8 @@ def _write_clips(media: Path, params: dict, workers: int, progress: bool) -> Non
 
 def write_jester(
     out_dir: str | Path,
-    num_train: int = 7200,
-    num_val: int = 800,
+    num_train: int = DEFAULT_NUM_TRAIN,
+    num_val: int = DEFAULT_NUM_VAL,
     num_frames: int = 8,
     size: int = 32,
     seed: int = 0,

@@ -1,8 +1,8 @@
 """Training and evaluation engine: optimiser and schedule, the training loop, checkpoints, evaluation, and the
 distributed layer (``cpnet.engine.distributed``: torchrun process group, DDP, sharded evaluation).
 
-Nothing here knows about the config file: each function takes explicit arguments (``cpnet.engine.runs`` is the
-one place that turns a :class:`cpnet.config.Config` into these calls, for the CLI and the demo).
+The engine takes models, loaders and options as objects: it imports neither the config nor ``cpnet.data`` (batches
+arrive as :mod:`cpnet.batch` types). ``cpnet.app`` turns a config into these calls, for the CLI and the demo.
 """
 
 from cpnet.engine.checkpoint import BEST, LAST, atomic_save, check_compatible, load_checkpoint

@@ -9,8 +9,9 @@ here is the single-process identity, so the engine runs the same code either way
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,6 +20,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset, DistributedSampler, Sampler
+
+DEVICES = ("auto", "cpu", "cuda")  # what train.device and --device accept
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -58,7 +61,7 @@ def session(device: str = "auto", timeout: timedelta | None = None) -> Iterator[
 
     ``device`` is ``train.device``: NCCL when it resolves to CUDA (each process then uses ``cuda:LOCAL_RANK``),
     gloo on CPU. ``timeout`` bounds every collective (PyTorch's default when None). Re-entrant: inside an open group
-    (the CLI opened it, then ``train_run`` asks again) it only yields.
+    it only yields.
     """
     env = launch_env()
     if env is None or dist.is_initialized():
@@ -73,8 +76,11 @@ def session(device: str = "auto", timeout: timedelta | None = None) -> Iterator[
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
     try:
         yield env
-        dist.barrier()  # no rank tears gloo down while another still talks to it ("terminate called", seen in CI)
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
+        # DDP wrappers and their reducers hold the group in reference cycles; left to the interpreter's exit, gloo's
+        # threads were destroyed mid-teardown ("terminate called without an active exception", SIGABRT).
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -89,6 +95,28 @@ def get_world_size() -> int:
 def is_main() -> bool:
     """Rank 0, or a single process: the one that logs, shows progress and writes files."""
     return get_rank() == 0
+
+
+def main_only(log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` on rank 0 (or in a single process); a log that says nothing on the other ranks."""
+    return log if is_main() else _silent
+
+
+def _silent(message: str) -> None:
+    """The log of ranks other than 0."""
+
+
+def resolve_device(name: str, setting: str = "train.device") -> torch.device:
+    """The device a ``DEVICES`` name means for this process: ``auto`` picks CUDA when available; ``cuda`` becomes
+    this process's GPU under torchrun (the one :func:`session` selected). Asking for CUDA without one is an error
+    naming ``setting``."""
+    if name not in DEVICES:
+        raise ValueError(f"{setting}={name!r}; expected one of {', '.join(DEVICES)}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{setting}=cuda but no CUDA device is available; use auto or cpu")
+    return local_device(torch.device(name))
 
 
 def local_device(device: torch.device) -> torch.device:

@@ -1,9 +1,9 @@
 """Multi-view evaluation: logits for every view, softmax averaged per video, metrics and the report files.
 
-Batches are ``(clips, labels, video_index, view_index)`` as made by ``cpnet.data.dataset.ViewDataset``. Clip-level
-metrics score every view on its own; video-level metrics score the mean softmax of a video's views, each video
-counted once. In a process group each rank runs its share of the views and the rows are gathered, so the metrics are
-those of a single process.
+Batches are :class:`cpnet.batch.ViewBatch` (``cpnet.data``'s ``collate_views`` makes them from a
+``ViewDataset``). Clip-level metrics score every view on its own; video-level metrics score the mean softmax of a
+video's views, each video counted once. In a process group each rank runs its share of the views and the rows are
+gathered, so the metrics are those of a single process.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from cpnet.batch import as_view_batch
 from cpnet.engine.distributed import all_gather_rows, get_world_size
 from cpnet.engine.loop import autocast
 from cpnet.metrics import aggregate_views, classification_report, topk_accuracy
@@ -55,13 +56,12 @@ def collect_view_logits(model: nn.Module, loader: DataLoader, *, device: torch.d
     """
     model.eval()
     parts: list[list[np.ndarray]] = [[], [], [], []]
-    for batch in loader:
-        clips, labels, video_index, view_index = batch[:4]  # a 5th field counts unreadable views (skip_bad)
-        if len(labels) == 0:
+    for batch in map(as_view_batch, loader):  # clips, labels, video, view, skipped
+        if len(batch.labels) == 0:
             continue
         with autocast(device, amp):
-            logits = model(clips.to(device)).float()
-        for store, value in zip(parts, (logits, labels, video_index, view_index)):
+            logits = model(batch.clips.to(device)).float()
+        for store, value in zip(parts, (logits, batch.labels, batch.video, batch.view)):
             store.append(torch.as_tensor(value).cpu().numpy())
     if parts[0]:
         logits, labels, video_index, view_index = (np.concatenate(p) for p in parts)
@@ -126,8 +126,8 @@ def _finite(x: float) -> float | None:
 
 def write_eval_outputs(out_dir: str | Path, result: EvalResult, views: ViewLogits, video_ids: list[str],
                        class_names: list[str]) -> Path:
-    """Write ``predictions.npz``, ``eval.json`` and, for labelled splits, ``per_class.csv``, ``confusion.csv``
-    and ``confusion.png`` into ``out_dir``; returns it."""
+    """Write ``predictions.npz``, ``eval.json`` and, for labelled splits, ``per_class.csv`` and ``confusion.csv``
+    into ``out_dir``; returns it. (``cpnet.reports.figures.plot_confusion`` draws the matrix.)"""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = np.asarray(video_ids)
@@ -149,28 +149,4 @@ def write_eval_outputs(out_dir: str | Path, result: EvalResult, views: ViewLogit
             w.writerow(["true \\ predicted", *class_names])
             for name, row in zip(class_names, result.confusion):
                 w.writerow([name, *row.tolist()])
-        plot_confusion(result.confusion, class_names, out / "confusion.png")
     return out
-
-
-def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path) -> None:
-    """Row-normalised confusion matrix as an image; class names on the axes when there are few classes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = len(class_names)
-    rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)  # (K, K) fraction of each true class
-    side = min(4 + 0.35 * k, 24)
-    fig, ax = plt.subplots(figsize=(side, side))
-    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    if k <= 40:
-        ax.set_xticks(range(k), class_names, rotation=90, fontsize=8)
-        ax.set_yticks(range(k), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -1,8 +1,8 @@
 """The training loop: one epoch, centre-view validation, and ``fit`` (epochs, logging, checkpoints, resume).
 
-Batches are ``(clips, labels, indices, num_skipped)`` as made by ``cpnet.data.dataset.collate_skip`` (a
-3-tuple without the skip count is accepted too). The loop holds no model math and no config: everything it needs
-comes in as arguments, so it runs the same for any model and dataset.
+Batches are :class:`cpnet.batch.ClipBatch` (what ``cpnet.data``'s ``collate_skip`` makes: clips, labels, indices and
+the count of unreadable clips dropped) or plain ``(clips, labels)`` pairs. The loop holds no model math, no config
+and no dataset code: everything it needs comes in as arguments, so it runs the same for any model and data.
 
 In a process group (torchrun, see ``cpnet.engine.distributed``) the model is DDP-wrapped and each rank reads its own
 share of the data; counts and sums are added over ranks, every rank takes the same skip/stop decisions (a rank that
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from cpnet.batch import as_batch
 from cpnet.engine.checkpoint import (
     BEST,
     LAST,
@@ -38,9 +39,10 @@ from cpnet.engine.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from cpnet.engine.distributed import barrier, get_rank, is_main, sum_over_ranks, unwrap
+from cpnet.engine.distributed import barrier, get_rank, is_main, main_only, sum_over_ranks, unwrap
 from cpnet.engine.optim import LRSchedule
 from cpnet.engine.runlog import RunLog, read_records
+from cpnet.errors import MediaError
 from cpnet.metrics import topk_correct
 
 
@@ -61,10 +63,22 @@ class TrainOptions:
     val_every: int = 1  # validate after every n-th epoch and after the last one
 
 
-def _unpack(batch: tuple) -> tuple[torch.Tensor, torch.Tensor, int]:
-    clips, labels = batch[0], batch[1]
-    skipped = int(batch[3]) if len(batch) > 3 else 0
-    return clips, torch.as_tensor(labels), skipped
+class BadMediaBudget:
+    """Counts the clips skipped as unreadable over an epoch and raises :class:`~cpnet.errors.MediaError` once they
+    exceed ``max_fraction`` of its ``total`` items, so a dataset that is mostly broken stops training instead of
+    silently shrinking."""
+
+    def __init__(self, total: int, max_fraction: float, where: str = "") -> None:
+        if not 0 <= max_fraction <= 1:
+            raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
+        self.total, self.max_fraction, self.where, self.skipped = total, max_fraction, where, 0
+
+    def add(self, skipped: int) -> None:
+        self.skipped += int(skipped)
+        if self.skipped > self.max_fraction * self.total:
+            raise MediaError(f"{self.where}{self.skipped} clips could not be read, more than max_bad_fraction="
+                             f"{self.max_fraction} of {self.total} ({self.skipped} of {self.total} items had bad "
+                             "media; the warnings above name the files; `cpnet data check` lists them all)")
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
@@ -88,6 +102,17 @@ def _timed(loader: DataLoader) -> Iterator[tuple[int, tuple, float]]:
         i += 1
 
 
+@dataclass
+class _EpochTotals:
+    """Running sums of one training epoch on this rank."""
+
+    loss: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    data_seconds: float = 0.0
+    step_seconds: float = 0.0
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -104,55 +129,54 @@ def train_one_epoch(
     With several ranks, a step where some rank has no readable clip is skipped by all of them.
     """
     model.train()
-    max_bad = math.floor(options.max_bad_fraction * len(loader.dataset))
+    budget = BadMediaBudget(len(loader.dataset), options.max_bad_fraction, where=f"epoch {epoch + 1}: ")
     show = is_main() and (sys.stderr.isatty() if options.progress is None else options.progress)
-    bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not show, leave=False)
-    loss_sum, correct, seen, skipped, data_time, step_time = 0.0, 0, 0, 0, 0.0, 0.0
-    start = time.perf_counter()
+    totals, start = _EpochTotals(), time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     window_has_grads = False  # an optimiser step only after some backward: an enabled AMP scaler refuses otherwise
-    for i, batch, waited in _timed(loader):
-        t0 = time.perf_counter()
-        clips, labels, n_bad = _unpack(batch)
-        bad_now, empty_ranks = sum_over_ranks([n_bad, len(labels) == 0])
-        skipped += int(bad_now)
-        if skipped > max_bad:
-            bar.close()
-            raise ValueError(f"epoch {epoch + 1}: {skipped} clips could not be read, more than max_bad_fraction="
-                             f"{options.max_bad_fraction} of {len(loader.dataset)} (see the warnings above)")
-        stepping = (i + 1) % options.accumulate == 0 or i + 1 == len(loader)
-        if empty_ranks == 0:
-            labels = labels.to(device, non_blocking=True)
-            value, logits = _forward_backward(model, clips, labels, device=device, options=options, scaler=scaler,
-                                              sync=stepping)
-            if sum_over_ranks([not math.isfinite(value)])[0]:  # before the optimiser step: weights stay good
-                bar.close()
-                what = f"loss is {value}" if not math.isfinite(value) else "the loss is not finite on another rank"
-                raise NonFiniteLossError(
-                    f"{what} at epoch {epoch + 1}, batch {i + 1} (lr {schedule.lr:.3g}); the run stopped "
-                    "before this step and the last good checkpoint is kept: lower optim.lr or check the data")
-            loss_sum += value * len(labels)
-            correct += topk_correct(logits, labels, (1,))[0]
-            seen += len(labels)
-            window_has_grads = True
-        if stepping:
-            if window_has_grads:  # a window of unreadable clips only advances the schedule
-                scaler.step(optimizer)
-                scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
-            window_has_grads = False
-        data_time += waited
-        step_time += time.perf_counter() - t0
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", lr=f"{schedule.lr:.3g}",
-                        data=f"{1e3 * waited:.0f}ms", step=f"{1e3 * (time.perf_counter() - t0):.0f}ms")
-    bar.close()
-    loss_sum, correct, seen = sum_over_ranks([loss_sum, correct, seen])
+    with tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not show, leave=False) as bar:
+        for i, batch, waited in _timed(loader):
+            t0 = time.perf_counter()
+            batch = as_batch(batch)
+            bad_now, empty_ranks = sum_over_ranks([batch.skipped, len(batch.labels) == 0])
+            budget.add(int(bad_now))
+            stepping = (i + 1) % options.accumulate == 0 or i + 1 == len(loader)
+            if empty_ranks == 0:
+                _train_step(model, batch, totals, device=device, options=options, scaler=scaler, sync=stepping,
+                            where=f"epoch {epoch + 1}, batch {i + 1} (lr {schedule.lr:.3g})")
+                window_has_grads = True
+            if stepping:
+                if window_has_grads:  # a window of unreadable clips only advances the schedule
+                    scaler.step(optimizer)
+                    scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                schedule.step()
+                window_has_grads = False
+            totals.data_seconds += waited
+            totals.step_seconds += time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(loss=f"{totals.loss / max(totals.seen, 1):.3f}", lr=f"{schedule.lr:.3g}",
+                            data=f"{1e3 * waited:.0f}ms", step=f"{1e3 * (time.perf_counter() - t0):.0f}ms")
+    loss_sum, correct, seen = sum_over_ranks([totals.loss, totals.correct, totals.seen])
     correct, seen = int(correct), int(seen)
     return {"train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1), "train_samples": seen,
-            "skipped": skipped, "data_seconds": data_time, "step_seconds": step_time,
+            "skipped": budget.skipped, "data_seconds": totals.data_seconds, "step_seconds": totals.step_seconds,
             "train_seconds": time.perf_counter() - start}
+
+
+def _train_step(model: nn.Module, batch, totals: _EpochTotals, *, device: torch.device, options: TrainOptions,
+                scaler: torch.amp.GradScaler, sync: bool, where: str) -> None:
+    """Forward and backward of one micro-batch, added to ``totals``; stops every rank on a non-finite loss."""
+    labels = batch.labels.to(device, non_blocking=True)
+    value, logits = _forward_backward(model, batch.clips, labels, device=device, options=options, scaler=scaler,
+                                      sync=sync)
+    if sum_over_ranks([not math.isfinite(value)])[0]:  # before the optimiser step: weights stay good
+        what = f"loss is {value}" if not math.isfinite(value) else "the loss is not finite on another rank"
+        raise NonFiniteLossError(f"{what} at {where}; the run stopped before this step and the last good "
+                                 "checkpoint is kept: lower optim.lr or check the data")
+    totals.loss += value * len(labels)
+    totals.correct += topk_correct(logits, labels, (1,))[0]
+    totals.seen += len(labels)
 
 
 def _forward_backward(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, *, device: torch.device,
@@ -178,12 +202,11 @@ def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device, amp:
     model.eval()
     loss_sum, hits, seen, skipped = 0.0, [0, 0], 0, 0
     start = time.perf_counter()
-    for batch in loader:
-        clips, labels, n_bad = _unpack(batch)
-        skipped += n_bad
-        if len(labels) == 0:
+    for batch in map(as_batch, loader):
+        skipped += batch.skipped
+        if len(batch.labels) == 0:
             continue
-        clips, labels = clips.to(device), labels.to(device)
+        clips, labels = batch.clips.to(device), batch.labels.to(device)
         with autocast(device, amp):
             logits = model(clips).float()
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
@@ -248,37 +271,30 @@ def fit(
     checkpoints always hold the inner model's state dict, and only rank 0 logs and writes files.
     """
     out_dir = Path(out_dir)
-    main = is_main()
-    log = log if main else _quiet
+    log = main_only(log)
     scaler = torch.amp.GradScaler("cuda", enabled=options.amp and device.type == "cuda")
     start_epoch, best = 0, -1.0
     if resume:
         start_epoch, best = _resume(out_dir / LAST, model, optimizer, schedule, scaler, meta)
         log(f"resumed {out_dir / LAST} after epoch {start_epoch}")
-        if main:
+        if is_main():
             for stale in remove_stale_temporaries(out_dir):
                 log(f"removed {stale.name}, left by a process killed while writing a checkpoint")
     history, record = [r for r in read_records(out_dir) if r.get("epoch", 0) <= start_epoch], {}
     barrier()  # every rank has read metrics.jsonl before rank 0 rewrites it
-    run_log = RunLog(out_dir, keep_epochs=start_epoch) if main else None
+    run_log = RunLog(out_dir, keep_epochs=start_epoch) if is_main() else None
     try:
         for epoch in range(start_epoch, options.epochs):
-            _set_epoch(train_loader, epoch)
-            record = {"epoch": epoch + 1, "lr": schedule.lr}
-            record |= train_one_epoch(model, train_loader, optimizer, schedule, device=device, options=options,
-                                      scaler=scaler, epoch=epoch)
-            validate = (epoch + 1) % options.val_every == 0 or epoch + 1 == options.epochs
-            if val_loader is not None and validate:
-                record |= evaluate(unwrap(model), val_loader, device=device, amp=options.amp)
+            record = _train_and_validate(model, optimizer, schedule, scaler, train_loader, val_loader, epoch,
+                                         device=device, options=options)
             # With a validation set, only validated epochs compete for "best" (train and val scores do not compare).
-            scored = val_loader is None or validate
+            scored = val_loader is None or "val_top1" in record
             score = record.get("val_top1", record["train_top1"])
-            is_best = scored and score > best
-            best = max(best, score) if scored else best
+            is_best, best = scored and score > best, max(best, score) if scored else best
             if best >= 0:  # absent before the first validation
                 record["best_top1"] = best
             history.append(record)
-            if main:
+            if run_log is not None:
                 run_log.write(record)
                 _save(model, optimizer, schedule, scaler, epoch=epoch + 1, meta=meta, record=record, best=best,
                       is_best=is_best, out_dir=out_dir)
@@ -289,12 +305,31 @@ def fit(
         if run_log is not None:
             run_log.close()
     barrier()  # the last checkpoint exists when any rank returns
+    return _summary(history, record, best, log)
+
+
+def _train_and_validate(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+                        scaler: torch.amp.GradScaler, train_loader: DataLoader, val_loader: DataLoader | None,
+                        epoch: int, *, device: torch.device, options: TrainOptions) -> dict:
+    """One epoch's record: training, then validation after every ``options.val_every``-th epoch and the last."""
+    _set_epoch(train_loader, epoch)
+    record = {"epoch": epoch + 1, "lr": schedule.lr}
+    record |= train_one_epoch(model, train_loader, optimizer, schedule, device=device, options=options,
+                              scaler=scaler, epoch=epoch)
+    validate = (epoch + 1) % options.val_every == 0 or epoch + 1 == options.epochs
+    if val_loader is not None and validate:
+        record |= evaluate(unwrap(model), val_loader, device=device, amp=options.amp)
+    return record
+
+
+def _summary(history: list[dict], last: dict, best: float, log: Callable[[str], None]) -> dict:
+    """What ``fit`` returns, after logging the skipped clips of the whole run."""
     skipped = sum(r.get("skipped", 0) for r in history)
     val_skipped = sum(r.get("val_skipped", 0) for r in history)
     if skipped or val_skipped:
         log(f"skipped unreadable clips: {skipped} in training and {val_skipped} in validation over {len(history)} "
             "epochs (per epoch in metrics.jsonl; the warnings above name the files)")
-    return {"epochs": len(history), "best_top1": best, "last": record, "skipped": skipped,
+    return {"epochs": len(history), "best_top1": best, "last": last, "skipped": skipped,
             "val_skipped": val_skipped, "train_seconds": sum(r["train_seconds"] for r in history)}
 
 
@@ -306,10 +341,6 @@ def _save(model, optimizer, schedule, scaler, *, epoch: int, meta: dict, record:
     atomic_save(make_checkpoint(model, epoch=epoch, meta=meta, **states), out_dir / LAST)
     if is_best:
         atomic_save(make_checkpoint(model, epoch=epoch, meta=meta, metrics=record), out_dir / BEST)
-
-
-def _quiet(message: str) -> None:
-    """The log of ranks other than 0."""
 
 
 def _epoch_line(r: dict, epochs: int) -> str:

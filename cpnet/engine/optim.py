@@ -11,6 +11,8 @@ import math
 import torch
 import torch.nn as nn
 
+SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules LRSchedule knows
+
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:
     """Split trainable parameters into a decayed group and, unless ``decay_norm_and_bias``, a no-decay group.
@@ -71,8 +73,8 @@ class LRSchedule:
         warmup_epochs: float = 0.0,
         warmup_start_factor: float = 0.1,
     ) -> None:
-        if kind not in ("step", "cosine", "constant"):
-            raise ValueError(f"unknown schedule {kind!r}; expected step, cosine or constant")
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule {kind!r}; expected one of {', '.join(SCHEDULES)}")
         if steps_per_epoch < 1 or epochs < 1:
             raise ValueError(f"a schedule needs steps_per_epoch >= 1 and epochs >= 1, got {steps_per_epoch}, {epochs}")
         self.optimizer = optimizer

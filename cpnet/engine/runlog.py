@@ -6,6 +6,11 @@ import json
 import math
 from pathlib import Path
 
+from cpnet.engine.checkpoint import atomic_write_text
+
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
+
 
 class RunLog:
     """Appends one JSON line per epoch to ``out_dir/metrics.jsonl``; mirrors scalars to TensorBoard if available.
@@ -15,11 +20,11 @@ class RunLog:
     """
 
     def __init__(self, out_dir: str | Path, keep_epochs: int = 0) -> None:
-        self.path = Path(out_dir) / "metrics.jsonl"
+        self.path = Path(out_dir) / METRICS
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in self.records() if r.get("epoch", 0) <= keep_epochs]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        self.tb = _tensorboard(self.path.parent / "tensorboard")
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self.tb = _tensorboard(self.path.parent / TENSORBOARD)
 
     def records(self) -> list[dict]:
         """The records written so far."""
@@ -42,7 +47,7 @@ class RunLog:
 
 def read_records(out_dir: str | Path) -> list[dict]:
     """The records of ``out_dir/metrics.jsonl`` (none when it does not exist)."""
-    path = Path(out_dir) / "metrics.jsonl"
+    path = Path(out_dir) / METRICS
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

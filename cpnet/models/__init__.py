@@ -1,6 +1,13 @@
-"""Modules that own parameters: the CP module, non-local and SMART blocks, the one video ResNet, presets."""
+"""Modules that own parameters: the CP module, non-local and SMART blocks, the one video ResNet, presets.
 
-from cpnet.models.cp import CPModule
+Import order is the dependency order: ``registry`` (the dict, the decorator, ``create_model``) imports no model;
+``presets`` imports ``registry`` and ``resnet`` and registers every preset on import, here, so that
+``create_model`` finds them whichever way it is imported.
+"""
+
+from cpnet.models import presets  # noqa: F401  (registers the presets)
+from cpnet.models.bounds import MAX_PARAMS, max_params
+from cpnet.models.cp import CPModule, CPTrace
 from cpnet.models.imagenet import LoadReport, load_imagenet
 from cpnet.models.nonlocal_block import NonLocalBlock
 from cpnet.models.params import count_params, count_params_paper
@@ -9,7 +16,9 @@ from cpnet.models.resnet import VideoResNet
 from cpnet.models.smart import SMARTBlock
 
 __all__ = [
+    "MAX_PARAMS",
     "CPModule",
+    "CPTrace",
     "LoadReport",
     "NonLocalBlock",
     "SMARTBlock",
@@ -19,5 +28,6 @@ __all__ = [
     "create_model",
     "list_models",
     "load_imagenet",
+    "max_params",
     "register_model",
 ]

@@ -38,7 +38,8 @@ class NonLocalBlock(nn.Module):
     def reset_parameters(self) -> None:
         """Small normal embeddings (std 0.01, as the non-local paper) and the zero-γ, zero-β output BN."""
         for conv in (self.theta, self.phi, self.g, self.out):
-            nn.init.normal_(conv.weight, std=0.01)
+            if not conv.weight.is_meta:  # meta (a size check): no values to draw
+                nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
         nn.init.constant_(self.bn.weight, self.init_gamma)
         nn.init.zeros_(self.bn.bias)

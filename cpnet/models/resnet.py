@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from cpnet.models.bounds import MAX_BLOCKS
 from cpnet.models.cp import CPModule
 from cpnet.models.layers import SameConv3d, SameMaxPool3d
 from cpnet.models.nonlocal_block import NonLocalBlock
@@ -154,7 +155,8 @@ class VideoResNet(nn.Module):
 
     Args:
         block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"`` (ResNet-50/101).
-        layers: blocks per stage layer1..layer4, e.g. (2, 2, 2, 2).
+        layers: blocks per stage layer1..layer4, e.g. (2, 2, 2, 2); at most ``MAX_BLOCKS`` (1000) in all
+            (:mod:`cpnet.models.bounds`).
         num_classes: fc outputs.
         width: channels of layer1 (64 in the paper; small values build tiny models); stages double it.
         temporal_kernel: 1 for C2D (1×k×k kernels), 3 for C3D (3×k×k, stem 3×7×7, temporal padding 1).
@@ -198,16 +200,10 @@ class VideoResNet(nn.Module):
                  smart_stem: bool = False, in_channels: int = 3, padding: str = "torch", bn_eps: float = 1e-5,
                  stride_1x1: bool = False, cp_resample: str = "subsample") -> None:
         super().__init__()
-        if padding not in ("torch", "same"):
-            raise ValueError(f"padding must be 'torch' or 'same', got {padding!r}")
-        if isinstance(bn_eps, bool) or not isinstance(bn_eps, (int, float)) or bn_eps <= 0:
-            raise ValueError(f"bn_eps must be a positive number, got {bn_eps!r}")
+        _check_conventions(padding, bn_eps, smart_stem or bool(smart_at))
         same = padding == "same"
-        if same and (smart_stem or smart_at):
-            raise ValueError("padding='same' is for the released plain ResNets; SMART blocks pad symmetrically")
         _check_args(block, layers, num_classes, width, temporal_kernel, stem_stride, dropout)
-        if not isinstance(stem_kernel, int) or stem_kernel < 1 or stem_kernel % 2 == 0:
-            raise ValueError(f"stem_kernel must be an odd positive int, got {stem_kernel!r}")
+        _check_stem(stem_kernel, stem_pool)
         self.block, self.layers, self.in_channels = block, tuple(layers), in_channels
         cp_sites = _check_placement("cp_at", cp_at, layers)
         nl_sites = _check_placement("nl_at", nl_at, layers)
@@ -216,20 +212,9 @@ class VideoResNet(nn.Module):
         cp_args = dict(k=cp_k, mlp=tuple(cp_mlp), bottleneck=cp_bottleneck, init_gamma=cp_init_gamma,
                        block_size=cp_block_size, recompute=cp_recompute, coords=cp_coords, resample=cp_resample)
 
-        if smart_stem:
-            self.conv1: nn.Module = SMARTBlock(in_channels, width, (3, stem_kernel, stem_kernel),
-                                               (1, stem_stride, stem_stride))
-        elif same:
-            self.conv1 = SameConv3d(in_channels, width, (temporal_kernel, stem_kernel, stem_kernel),
-                                    (1, stem_stride, stem_stride), bias=False)
-        else:
-            self.conv1 = nn.Conv3d(in_channels, width, (temporal_kernel, stem_kernel, stem_kernel),
-                                   (1, stem_stride, stem_stride), (temporal_kernel // 2, stem_kernel // 2,
-                                                                   stem_kernel // 2), bias=False)
+        self.conv1 = _stem_conv(in_channels, width, temporal_kernel, stem_kernel, stem_stride, smart_stem, same)
         self.bn1 = nn.BatchNorm3d(width)
         self.relu = nn.ReLU(inplace=True)
-        if not isinstance(stem_pool, bool):
-            raise ValueError(f"stem_pool must be true or false, got {stem_pool!r}")
         self.stem_pool = stem_pool
         pool = SameMaxPool3d((1, 3, 3), (1, 2, 2)) if same else nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
         self.maxpool = pool if stem_pool else nn.Identity()
@@ -264,7 +249,7 @@ class VideoResNet(nn.Module):
         for m in self.modules():
             if id(m) in own_init:
                 continue
-            if isinstance(m, nn.Conv3d):
+            if isinstance(m, nn.Conv3d) and not m.weight.is_meta:  # meta (a size check): no values to draw
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
@@ -288,6 +273,17 @@ class VideoResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Clip (N, C_in, T, H, W) -> logits (N, num_classes)."""
         return self.forward_head(self.forward_features(x))
+
+
+def _stem_conv(in_channels: int, width: int, temporal_kernel: int, kernel: int, stride: int, smart: bool,
+               same: bool) -> nn.Module:
+    """The stem's t×k×k conv at spatial ``stride`` (TF 'SAME' padded with ``same``), or a SMART block."""
+    if smart:
+        return SMARTBlock(in_channels, width, (3, kernel, kernel), (1, stride, stride))
+    size = (temporal_kernel, kernel, kernel)
+    if same:
+        return SameConv3d(in_channels, width, size, (1, stride, stride), bias=False)
+    return nn.Conv3d(in_channels, width, size, (1, stride, stride), tuple(d // 2 for d in size), bias=False)
 
 
 def _make_cp(channels: int, cp_args: dict, shrink: int | None) -> CPModule:
@@ -315,6 +311,24 @@ def _check_shrink(cp_shrink: Mapping[str, int] | None) -> dict[str, int]:
     return out
 
 
+def _check_conventions(padding: str, bn_eps: float, smart: bool) -> None:
+    """Validate the padding convention and BN ε (``smart``: the model has SMART blocks)."""
+    if padding not in ("torch", "same"):
+        raise ValueError(f"padding must be 'torch' or 'same', got {padding!r}")
+    if isinstance(bn_eps, bool) or not isinstance(bn_eps, (int, float)) or bn_eps <= 0:
+        raise ValueError(f"bn_eps must be a positive number, got {bn_eps!r}")
+    if padding == "same" and smart:
+        raise ValueError("padding='same' is for the released plain ResNets; SMART blocks pad symmetrically")
+
+
+def _check_stem(stem_kernel: int, stem_pool: bool) -> None:
+    """Validate the stem's kernel size and pool switch."""
+    if not isinstance(stem_kernel, int) or stem_kernel < 1 or stem_kernel % 2 == 0:
+        raise ValueError(f"stem_kernel must be an odd positive int, got {stem_kernel!r}")
+    if not isinstance(stem_pool, bool):
+        raise ValueError(f"stem_pool must be true or false, got {stem_pool!r}")
+
+
 def _check_args(block: str, layers: Sequence[int], num_classes: int, width: int, temporal_kernel: int,
                 stem_stride: int, dropout: float) -> None:
     """Raise ValueError naming the first invalid constructor argument."""
@@ -322,6 +336,9 @@ def _check_args(block: str, layers: Sequence[int], num_classes: int, width: int,
         raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
     if len(layers) != 4 or any(not isinstance(n, int) or n < 1 for n in layers):
         raise ValueError(f"layers must be 4 positive ints (blocks of layer1..layer4), got {layers!r}")
+    if sum(layers) > MAX_BLOCKS:
+        raise ValueError(f"layers={layers!r} asks for {sum(layers):,} residual blocks; at most {MAX_BLOCKS} are built "
+                         "(cpnet.models.bounds.MAX_BLOCKS)")
     for name, value in (("num_classes", num_classes), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")

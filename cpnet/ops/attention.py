@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["embedded_gaussian_attention"]
+
 
 def embedded_gaussian_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Non-local response ``y_p = Σ_q softmax_q(θ_p · φ_q) g_q``.

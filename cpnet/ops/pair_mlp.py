@@ -31,9 +31,11 @@ the stored form, so both send the gradient to the same pair. Values that tie onl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import FunctionCtx
 
 from cpnet.ops.video import gather_points
 
@@ -167,28 +169,47 @@ def _index_dtype(k: int) -> torch.dtype:
     return torch.uint8 if k < 256 else torch.int64  # a proposal index per point and channel: keep it small
 
 
-def _first_bn_mean_terms(gu, gv, u, v, idx, counts, usum, mean0, scale0, inv0, sum_g, sum_gx) -> None:
+class _Proposals(NamedTuple):
+    """The proposals and the per-point sums over them that BN0's statistics and backward use."""
+
+    idx: torch.Tensor  # (N, P, k) proposals
+    counts: torch.Tensor  # (N, P) how many pairs propose each point
+    usum: torch.Tensor  # (N, P, m0) Σ_j u[idx[p, j]]
+
+
+class _FirstNorm(NamedTuple):
+    """BN0 on batch statistics: its mean μ0, γ0·inv0 and inv0 = 1 / sqrt(var0 + eps0), each (m0,)."""
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+    inv: torch.Tensor
+
+
+def _first_bn_mean_terms(gu: torch.Tensor, gv: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                         proposals: _Proposals, bn0: _FirstNorm, sum_g: torch.Tensor, sum_gx: torch.Tensor) -> None:
     """Subtract BN0's backward mean terms, α + β·(h0 − μ0) for every pair, from gu, gv (N, P, m0) in place.
 
     sum_g = Σ ∂L/∂y0 and sum_gx = Σ ∂L/∂y0 · x̂0 over all pairs; with h0 = u_q + v_p the per-pair term sums per point:
     over the k pairs of p for v, over the pairs proposing q for u.
     """
+    idx, counts, usum = proposals
     n, p, k = idx.shape
     m = n * p * k
-    alpha = scale0 * sum_g / m  # (m0,)
-    beta = scale0 * inv0 * sum_gx / m  # (m0,)
+    alpha = bn0.scale * sum_g / m  # (m0,)
+    beta = bn0.scale * bn0.inv * sum_gx / m  # (m0,)
     vsum = torch.zeros_like(v)  # (N, P, m0): Σ of v_p over the pairs proposing each point
     for j in range(k):
         vsum.scatter_add_(1, idx[:, :, j, None].expand(-1, -1, v.shape[-1]), v)
-    gv -= k * alpha + beta * (usum + k * v - k * mean0)
-    gu -= counts[..., None] * (alpha + beta * (u - mean0)) + beta * vsum
+    gv -= k * alpha + beta * (usum + k * v - k * bn0.mean)
+    gu -= counts[..., None] * (alpha + beta * (u - bn0.mean)) + beta * vsum
 
 
 class _PairMLP1(torch.autograd.Function):
     """pooled (N, P, m0) = max_k relu(bn0(u[idx] + v)), BN0 on batch statistics."""
 
     @staticmethod
-    def forward(ctx, u, v, idx, gamma0, beta0, eps0, chunk):
+    def forward(ctx: FunctionCtx, u: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, gamma0: torch.Tensor,
+                beta0: torch.Tensor, eps0: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, p, k = idx.shape
         counts, usum = _neighbour_sums(u, idx, chunk)
         mean0, var0 = _first_bn_stats(u, v, counts, usum, k)
@@ -204,7 +225,7 @@ class _PairMLP1(torch.autograd.Function):
         return pooled, mean0, var0
 
     @staticmethod
-    def backward(ctx, gpool, *_):
+    def backward(ctx: FunctionCtx, gpool: torch.Tensor, *_: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         u, v, idx, gamma0, counts, usum, ext, arg, mean0, inv0, pooled = ctx.saved_tensors
         scale0 = gamma0 * inv0
         xe = (ext + v - mean0) * inv0  # (N, P, m0) x̂0 of the winners
@@ -213,7 +234,8 @@ class _PairMLP1(torch.autograd.Function):
         part = gy * scale0  # BN0's backward without its mean terms, winners only
         gv = part.clone()
         gu = torch.zeros_like(u).scatter_add_(1, idx.gather(2, arg.long()), part)  # winners' q: (N, P, m0)
-        _first_bn_mean_terms(gu, gv, u, v, idx, counts, usum, mean0, scale0, inv0, sum_g, sum_gx)
+        _first_bn_mean_terms(gu, gv, u, v, _Proposals(idx, counts, usum), _FirstNorm(mean0, scale0, inv0), sum_g,
+                             sum_gx)
         return gu, gv, None, sum_gx, sum_g, None, None
 
 
@@ -221,7 +243,9 @@ class _PairMLP2(torch.autograd.Function):
     """pooled (N, P, m1) = max_k relu(bn1(W1 · relu(bn0(u[idx] + v)) + b1)), BN on batch statistics."""
 
     @staticmethod
-    def forward(ctx, u, v, idx, gamma0, beta0, w1, b1, gamma1, beta1, eps0, eps1, chunk):
+    def forward(ctx: FunctionCtx, u: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, gamma0: torch.Tensor,
+                beta0: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, gamma1: torch.Tensor, beta1: torch.Tensor,
+                eps0: float, eps1: float, chunk: int) -> tuple[torch.Tensor, ...]:
         n, p, k = idx.shape
         m = n * p * k
         counts, usum = _neighbour_sums(u, idx, chunk)
@@ -250,7 +274,7 @@ class _PairMLP2(torch.autograd.Function):
         return pooled, mean0, var0, mean1, var1
 
     @staticmethod
-    def backward(ctx, gpool, *_):
+    def backward(ctx: FunctionCtx, gpool: torch.Tensor, *_: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (u, v, idx, w1, b1, gamma0, beta0, gamma1, beta1, counts, usum, ext, arg, mean0, inv0, mean1,
          inv1) = ctx.saved_tensors
         n, p, k = idx.shape
@@ -282,5 +306,6 @@ class _PairMLP2(torch.autograd.Function):
             gv[:, a : a + pc] += part.sum(2)
             gu.scatter_add_(1, idx_c.reshape(n, -1, 1).expand(-1, -1, m0), part.reshape(n, -1, m0))  # (N, pc·k, m0)
         sum_g0, sum_gx0 = sum_g0.to(u.dtype), sum_gx0.to(u.dtype)
-        _first_bn_mean_terms(gu, gv, u, v, idx, counts, usum, mean0, scale0, inv0, sum_g0, sum_gx0)
+        _first_bn_mean_terms(gu, gv, u, v, _Proposals(idx, counts, usum), _FirstNorm(mean0, scale0, inv0), sum_g0,
+                             sum_gx0)
         return gu, gv, None, sum_gx0, sum_g0, gw1, gb1, sum_gx1, sum_g1, None, None, None

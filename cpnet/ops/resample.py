@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["pad_same", "resize_bilinear_tf1", "same_padding"]
+
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TF ``'SAME'`` padding of one dimension: (before, after) so that the output has ceil(size / stride)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["from_points", "gather_points", "pair_features", "point_coords", "to_points"]
+
 
 def to_points(x: torch.Tensor) -> torch.Tensor:
     """(N, C, T, H, W) → (N, P, C) with P = T·H·W in frame-major order (index = t·H·W + h·W + w)."""

@@ -12,7 +12,8 @@ import csv
 import json
 from pathlib import Path
 
-from cpnet.reports.tables import markdown_table, pyplot
+from cpnet.reports.plotting import pyplot
+from cpnet.reports.tables import markdown_table
 
 EVAL_FILE = "eval.json"
 

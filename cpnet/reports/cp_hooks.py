@@ -1,5 +1,6 @@
-"""Looking inside CP modules from the outside: find them, capture what they see with forward hooks, and redo their
-search. Nothing here changes a module's forward code; hooks are removed before the functions return.
+"""Looking inside CP modules from the outside: find them, capture their input with a forward hook and rerun them
+through their public analysis methods (:meth:`CPModule.search`, :meth:`CPModule.trace`). Nothing here changes a
+module's forward; hooks are removed before the functions return.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import torch
 import torch.nn as nn
 
 from cpnet.models.cp import CPModule
-from cpnet.ops.knn import cross_frame_knn
 from cpnet.ops.video import to_points
 
 
@@ -33,57 +33,54 @@ def find_cp(model: nn.Module, name: str | None = None) -> tuple[str, CPModule]:
 
 def search_points(cp: CPModule, s: torch.Tensor) -> torch.Tensor:
     """The (N, P, C') points ``cp`` searches for its input s (N, C, T, H, W): after its bottleneck and shrink."""
-    x = cp.reduce(s) if cp.reduce is not None else s
-    if cp.shrink and cp.shrink > 1:
-        x = x[..., :: cp.shrink, :: cp.shrink]  # (N, C', T, H/r, W/r): the module's own subsampling
-    return to_points(x)  # (N, P, C')
+    return to_points(cp.search_features(s))  # (N, C', T, H', W') → (N, P, C')
 
 
 def search_grid(cp: CPModule, s: torch.Tensor) -> tuple[int, int, int]:
     """(T, H', W'): the grid of points ``cp`` searches for input s (N, C, T, H, W)."""
-    r = cp.shrink if cp.shrink and cp.shrink > 1 else 1
-    t, h, w = s.shape[2:]
-    return t, -(-h // r), -(-w // r)
+    return cp.search_grid(s)
 
 
 def neighbours(cp: CPModule, s: torch.Tensor) -> torch.Tensor:
     """The module's proposals for input s: int64 (N, P, k) indices into the P = T·H'·W' search points."""
-    return cross_frame_knn(search_points(cp, s), s.shape[2], cp.k, cp.block_size)
+    return cp.search(s)[1]
 
 
 @dataclass
 class CPCapture:
     """One forward of a CP module inside its model: its input s (N, C, T, H, W), the last MLP layer's BatchNorm
-    output before the ReLU (N·P·k, mlp[-1]) and the module's output CP(s) (N, C, T, H, W)."""
+    output before the ReLU (N·P·k, mlp[-1]), the module's output CP(s) (N, C, T, H, W), and from the same forward
+    the search grid (T, H', W'), the proposals (N, P, k) and CP(s) at the search points (N, C, T, H', W')."""
 
     name: str
     module: CPModule
     inputs: torch.Tensor
     last_layer: torch.Tensor
     output: torch.Tensor
+    grid: tuple[int, int, int]
+    proposals: torch.Tensor
+    search_output: torch.Tensor
 
 
 @torch.inference_mode()
 def capture_cp(model: nn.Module, clip: torch.Tensor, name: str | None = None) -> CPCapture:
-    """Run ``model`` (eval mode) on ``clip`` and capture the CP module ``name`` (default: the first) with hooks.
+    """Run ``model`` (eval mode) on ``clip`` and capture the CP module ``name`` (default: the first).
 
-    The last MLP layer's BatchNorm is a submodule called on the (N·P·k, m) pre-activations, so a hook on it sees
-    every pair's activation before the ReLU and the max-pool over k.
+    A pre-hook on the module keeps its input s; the module then reruns on s with :meth:`CPModule.trace`, which
+    keeps every pair's last-layer activation before the ReLU and the max-pool over k (the model's own forward
+    folds those BatchNorms away in eval mode).
     """
     name, cp = find_cp(model, name)
     seen: dict[str, torch.Tensor] = {}
 
-    def keep(key: str, pick):
-        def hook(_module, args, output=None) -> None:
-            seen.setdefault(key, pick(args, output).detach().clone())
-        return hook
+    def keep(_module: nn.Module, args: tuple) -> None:
+        seen.setdefault("inputs", args[0].detach().clone())
 
-    handles = [cp.register_forward_pre_hook(keep("inputs", lambda a, o: a[0])),
-               cp.register_forward_hook(keep("output", lambda a, o: o)),
-               cp.norms[-1].register_forward_hook(keep("last_layer", lambda a, o: o))]
+    handle = cp.register_forward_pre_hook(keep)
     try:
         model.eval()(clip)
     finally:
-        for handle in handles:
-            handle.remove()
-    return CPCapture(name, cp, seen["inputs"], seen["last_layer"], seen["output"])
+        handle.remove()
+    trace = cp.trace(seen["inputs"])
+    return CPCapture(name, cp, seen["inputs"], trace.pair_activations, trace.output, trace.grid, trace.neighbours,
+                     trace.search_output)

@@ -25,8 +25,13 @@ import os
 import resource
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported in the worker processes only, where the measuring happens
+    import torch.nn as nn
 
 SIZES: tuple[tuple[int, int, int, int, int], ...] = ((8, 8, 28, 28, 128), (8, 32, 14, 14, 256))  # (N, T, H, W, C)
 BLOCKS = ("cp", "cp_recompute", "cp_concat", "nl", "nl_full")
@@ -59,7 +64,7 @@ class MemoryCase:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
 
 
-def build_block(case: MemoryCase):
+def build_block(case: MemoryCase) -> nn.Module:
     """The module under test: a CP module (k, MLP [C/4, C/2]) or a non-local block, both with output γ = 1."""
     from cpnet.models.cp import CPModule
     from cpnet.models.nonlocal_block import NonLocalBlock
@@ -126,8 +131,9 @@ def run_case(case: MemoryCase) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def memory_rows(sizes=SIZES, blocks=DEFAULT_BLOCKS, k: int = 8, devices: tuple[str, ...] = ("cpu",),
-                repeats: int = 3, threads: int | None = None, log=None) -> list[dict]:
+def memory_rows(sizes: Sequence[tuple[int, int, int, int, int]] = SIZES, blocks: Sequence[str] = DEFAULT_BLOCKS,
+                k: int = 8, devices: tuple[str, ...] = ("cpu",), repeats: int = 3, threads: int | None = None,
+                log: Callable[[str], None] | None = None) -> list[dict]:
     """Every block at every size on every device, one process each; each row gains ``mem_vs_nl`` and
     ``time_vs_nl`` (its peak and time over the pooled non-local block's at the same size and device) when ``nl``
     is among the blocks, and likewise ``mem_vs_nl_full`` / ``time_vs_nl_full`` for ``nl_full``."""
@@ -159,7 +165,7 @@ def _with_ratios(group: list[dict]) -> list[dict]:
 
 def plot_memory(rows: list[dict], path: str | Path) -> Path:
     """Grouped bars: peak MB (left) and forward + backward seconds (right) per block, one group per size."""
-    from cpnet.reports.tables import pyplot
+    from cpnet.reports.plotting import pyplot
 
     plt = pyplot()
     sizes = list(dict.fromkeys((r["N"], r["T"], r["H"], r["W"], r["C"], r["device"]) for r in rows))

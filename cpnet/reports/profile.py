@@ -6,9 +6,8 @@ Method (the forward code is not touched and nothing is monkey-patched):
    BatchNorm, and a hook at its end (plus its bottleneck conv when it has one) split each call into
    A = [start → output BN] (bottleneck, point flattening, kNN, per-point projections, gather, the MLP, the
    max-pool over k and the 1×1×1 output map, applied to the points) and C = [output BN → end] (the BN,
-   upsampling after a shrink). No hook sits on
-   the pair MLP's BatchNorms: that would stop the CP module from folding them into the linear maps in eval mode,
-   and the profile would time a slower path than inference runs.
+   upsampling after a shrink). Hooks do not change what a CP module computes (its settings choose the path,
+   :meth:`CPModule.pair_mlp_path`), so this times the folded eval-mode path that inference runs.
 2. The kNN is a function inside A, so it is timed separately: each module's input is captured on the first
    forward and ``cross_frame_knn`` is re-run on exactly the points the module searches (median of repeats).
 3. kNN = Σ separate kNN times; pair MLP = max(0, A − kNN − bottleneck); rest = C + bottleneck;
@@ -28,7 +27,8 @@ import torch.nn as nn
 from cpnet.models.cp import CPModule
 from cpnet.ops.knn import cross_frame_knn
 from cpnet.reports.cp_hooks import cp_modules, search_points
-from cpnet.reports.tables import median_seconds, pyplot
+from cpnet.reports.plotting import pyplot
+from cpnet.reports.tables import median_seconds
 
 COMPONENTS = ("backbone", "knn", "pair_mlp", "cp_rest")
 
@@ -40,14 +40,14 @@ class _Stopwatch:
         self.sync, self.events, self.inputs = sync, {}, {}
         self.handles: list = []
 
-    def mark(self, key: tuple[str, str]) -> Callable:
-        def hook(*_args) -> None:
+    def mark(self, key: tuple[str, str]) -> Callable[..., None]:
+        def hook(*_args: object) -> None:
             self.sync()
             self.events[key] = time.perf_counter()
         return hook
 
     def attach(self, name: str, cp: CPModule) -> None:
-        def capture(_module, args) -> None:
+        def capture(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             if name not in self.inputs:
                 self.inputs[name] = args[0].detach().clone()
             self.mark((name, "start"))()

@@ -16,7 +16,7 @@ from statistics import median
 import torch
 
 from cpnet.models.registry import create_model
-from cpnet.reports.tables import pyplot
+from cpnet.reports.plotting import pyplot
 
 
 def check_grid(size: int, frames: Sequence[int], batches: Sequence[int], repeats: int, warmup: int) -> None:

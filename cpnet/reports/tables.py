@@ -1,4 +1,4 @@
-"""Rows of plain values (list of dicts) as CSV, a fixed-width text table, a markdown table, and matplotlib set-up.
+"""Rows of plain values (list of dicts) as CSV, a fixed-width text table and a markdown table; median timing.
 
 Every report is data first: the same rows are written to CSV, printed, and drawn, so the three always agree. Numbers
 are written to CSV with :func:`format_value` (6 significant digits), the precision the tests compare at.
@@ -77,16 +77,6 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str], formats: dict[s
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(row, col) for col in columns) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def pyplot():
-    """matplotlib's pyplot on the non-interactive Agg backend (reports run headless, in CI and over SSH)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1,

@@ -5,7 +5,8 @@ of the proposal j with the largest activation in c. ``wins[p, j]`` counts the ch
 ``Σ_j wins[p, j] = mlp[-1]`` for every point (the supplement's example: a wrong proposal that wins 3 of 64).
 The winner of a channel is the arg-max over k of the last layer's pre-ReLU BatchNorm output; the ReLU is monotone,
 so it is also an arg-max of the pooled value (when all k are ≤ 0 every proposal ties at 0 after the ReLU and the
-pre-ReLU value breaks the tie). Everything is computed from what hooks capture plus the module's own kNN op.
+pre-ReLU value breaks the tie). Everything comes from one traced forward of the module
+(:func:`cpnet.reports.cp_hooks.capture_cp`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cpnet.reports.cp_hooks import CPCapture, neighbours, search_grid
-from cpnet.reports.tables import pyplot
+from cpnet.reports.cp_hooks import CPCapture
+from cpnet.reports.plotting import pyplot
 
 
 @dataclass
@@ -42,15 +43,11 @@ def channel_wins(last_layer: torch.Tensor, n: int, p: int, k: int) -> torch.Tens
 
 def correspondences(capture: CPCapture, sample: int = 0) -> Correspondences:
     """Proposals, channel wins and responses of clip ``sample`` of a captured batch."""
-    cp, s = capture.module, capture.inputs
-    t, hs, ws = search_grid(cp, s)
-    idx = neighbours(cp, s)  # (N, P, k)
+    idx = capture.proposals  # (N, P, k)
     n, p, k = idx.shape
     wins = channel_wins(capture.last_layer, n, p, k)
-    r = cp.shrink if cp.shrink and cp.shrink > 1 else 1
-    y = capture.output[..., ::r, ::r]  # (N, C, T, H', W'): the output at the search points
-    response = y.flatten(2).norm(dim=1)  # (N, C, P) → (N, P)
-    return Correspondences((t, hs, ws), idx[sample].numpy(), wins[sample].numpy(), response[sample].numpy(),
+    response = capture.search_output.flatten(2).norm(dim=1)  # (N, C, T, H', W') → (N, C, P) → (N, P)
+    return Correspondences(capture.grid, idx[sample].numpy(), wins[sample].numpy(), response[sample].numpy(),
                            int(capture.last_layer.shape[-1]))
 
 

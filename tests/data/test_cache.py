@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cpnet.config import config_from_dict
+from cpnet.app.config import config_from_dict
+from cpnet.app.datasets import frame_cache
 from cpnet.data import cache as cache_module
 from cpnet.data.annotations import load_split
 from cpnet.data.cache import FrameCache
 from cpnet.data.dataset import ClipDataset, ViewDataset
 from cpnet.data.video import read_clip
-from cpnet.engine.runs import frame_cache
 from tests.data.media import indexed_frames, write_frame_folder, write_video
 
 

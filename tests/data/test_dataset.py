@@ -10,8 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from cpnet.data.annotations import load_split
-from cpnet.data.dataset import BadMediaBudget, ClipDataset, ViewDataset, collate_skip, collate_views
+from cpnet.data.dataset import ClipDataset, ViewDataset, collate_skip, collate_views
 from cpnet.data.records import MediaError
+from cpnet.engine.loop import BadMediaBudget
 
 
 def _jester(root, **kw):

@@ -143,8 +143,9 @@ def test_recompute_runs_the_fused_mlp_only_when_training_with_grad(monkeypatch, 
 
 @pytest.mark.parametrize("mlp", [[5], [5, 4], [5, 4, 3]])
 def test_eval_mode_folds_the_pair_mlp_batch_norms(monkeypatch, mlp: list) -> None:
-    """Eval output equals the unfolded (plain) form's, and no pair-MLP BatchNorm runs — unless one carries a hook
-    (profiling and visualisation hook them), which keeps the unfolded path."""
+    """Eval output equals the unfolded (plain) form's, and no pair-MLP BatchNorm runs unless ``fold_bn`` is off. A
+    hook on a BatchNorm does not change the path (profiling and visualisation hook modules): hooks observe, the
+    module's declared settings choose the maths."""
     torch.manual_seed(0)
     m = _randomise(CPModule(6, k=3, mlp=mlp, bottleneck=4).double().train())
     s = torch.randn(2, 6, 3, 4, 5, dtype=torch.float64)
@@ -157,11 +158,52 @@ def test_eval_mode_folds_the_pair_mlp_batch_norms(monkeypatch, mlp: list) -> Non
     monkeypatch.setattr(F, "batch_norm", lambda *a, **kw: calls.append(1) or batch_norm(*a, **kw))
     torch.testing.assert_close(m(s), plain(s), **EXACT)
     folded_calls = len(calls)
+    assert folded_calls == 2 + 2 + len(mlp)  # reduce + out BN, and for the plain module those plus its MLP's
     handle = m.norms[0].register_forward_pre_hook(lambda *_: None)
+    assert m.pair_mlp_path() == "folded"
     torch.testing.assert_close(m(s), plain(s), **EXACT)
     handle.remove()
-    assert folded_calls == 2 + 2 + len(mlp)  # reduce + out BN, and for the plain module those plus its MLP's
-    assert len(calls) - folded_calls == 2 + len(mlp) + 2 + len(mlp)
+    assert len(calls) == 2 * folded_calls  # the hooked module still folds
+    m.fold_bn = False
+    assert m.pair_mlp_path() == "gathered"
+    torch.testing.assert_close(m(s), plain(s), **EXACT)
+    assert len(calls) - 2 * folded_calls == 2 + len(mlp) + 2 + len(mlp)
+
+
+@pytest.mark.parametrize("settings,mode,grad,path", [
+    ({"decomposed": False, "recompute": True}, "eval", True, "concatenated"),
+    ({}, "eval", True, "folded"),
+    ({"recompute": True}, "eval", True, "folded"),
+    ({"fold_bn": False}, "eval", False, "gathered"),
+    ({"fold_bn": False, "recompute": True}, "eval", True, "checkpointed"),
+    ({}, "train", True, "gathered"),
+    ({"recompute": True}, "train", False, "gathered"),
+    ({"recompute": True}, "train", True, "fused"),
+    ({"recompute": True, "mlp": [5, 4, 3]}, "train", True, "checkpointed"),
+])
+def test_pair_mlp_path_follows_declared_state(settings: dict, mode: str, grad: bool, path: str) -> None:
+    m = CPModule(6, k=2, **{"mlp": [5, 4], **settings})
+    m.train(mode == "train")
+    with torch.set_grad_enabled(grad):
+        assert m.pair_mlp_path() == path
+    assert path in cp_module.PAIR_MLP_PATHS
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"bottleneck": 3, "shrink": 2}, {"shrink": 2, "resample": "bilinear_tf1"}])
+def test_trace_keeps_what_the_forward_computes(kwargs: dict) -> None:
+    """The public search methods and the trace agree with the forward: same proposals, grid and output."""
+    torch.manual_seed(0)
+    m = _randomise(CPModule(6, k=3, mlp=[5, 4], **kwargs).double().train())
+    s = torch.randn(2, 6, 3, 5, 6, dtype=torch.float64)
+    m(s)
+    m.eval()
+    trace = m.trace(s)
+    points, idx, grid = m.search(s)
+    assert grid == trace.grid == m.search_grid(s) and tuple(m.search_features(s).shape[2:]) == grid
+    assert torch.equal(idx, trace.neighbours) and torch.equal(points, trace.points)
+    assert trace.pair_activations.shape == (2 * idx.shape[1] * 3, 4)
+    torch.testing.assert_close(trace.output, m(s), **EXACT)
+    assert trace.search_output.shape == (2, 6, *grid)
 
 
 def test_shrink_searches_the_subsampled_grid_and_repeats_back() -> None:

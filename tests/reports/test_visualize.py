@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import cpnet
+from cpnet.app.config import config_from_dict, config_to_dict
 from cpnet.cli import main
-from cpnet.config import config_from_dict, config_to_dict
 from cpnet.engine.checkpoint import atomic_save, make_checkpoint
 from cpnet.ops.video import pair_features, point_coords
 from cpnet.reports.cp_hooks import capture_cp, neighbours, search_points

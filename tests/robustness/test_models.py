@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
+from cpnet.app.config import load_config
+from cpnet.app.runs import load_trained
 from cpnet.cli import main
-from cpnet.config import load_config
-from cpnet.engine.runs import load_trained
 from cpnet.models import create_model
 from tests.robustness.conftest import write_config
 

@@ -1,6 +1,7 @@
 """Experiment configuration: one typed schema, one YAML file per experiment, ``--set key=value`` overrides.
 
-Only the command line holds a whole :class:`Config`; models, datasets and the engine take explicit arguments.
+Only the application layer (``cpnet.app``: the CLI's subcommands and the demo call it) holds a whole
+:class:`Config`; models, datasets and the engine take explicit arguments.
 A YAML file lists only what differs from the defaults below. Every key is checked: an unknown key fails with the
 nearest valid names (a typo never silently falls back to a default). ``model.options`` is free-form: it is
 forwarded to ``cpnet.create_model`` as keyword overrides, which validates it.
@@ -19,11 +20,16 @@ from typing import Any
 
 import yaml
 
-DATASETS = ("synthetic", "jester", "ssv2", "kinetics", "list", "folder")
-SAMPLINGS = ("dense", "segment")
-SCHEDULES = ("step", "cosine", "constant")
-PROTOCOLS = ("single", "kinetics", "released")
-DEVICES = ("auto", "cpu", "cuda")
+from cpnet.data.annotations import DATASETS as READERS
+from cpnet.data.sampling import SAMPLINGS
+from cpnet.data.synthetic import DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL
+from cpnet.data.views import PROTOCOL_NAMES as PROTOCOLS
+from cpnet.engine.checkpoint import atomic_write_text
+from cpnet.engine.distributed import DEVICES
+from cpnet.engine.optim import SCHEDULES
+
+# Each vocabulary is defined once, where it is implemented; "synthetic" is the built-in set, read as Jester.
+DATASETS = ("synthetic", *READERS)
 
 
 @dataclass
@@ -32,16 +38,16 @@ class ModelConfig:
 
     name: str = "cpnet_r18"
     options: dict[str, Any] = field(default_factory=dict)
-    init: str | None = None  # ImageNet ResNet weights loaded before training (SPEC §2): a torchvision-layout state
-    # dict or tensorpack's ImageNet-ResNet{18,34,50,101}.npz (the released models' starting point)
+    init: str | None = None  # weights loaded before training: ImageNet ResNet weights (SPEC §2; a torchvision-layout
+    # state dict or tensorpack's ImageNet-ResNet{18,34,50,101}.npz) or a cpnet checkpoint to fine-tune
 
 
 @dataclass
 class SyntheticConfig:
     """Size of the built-in synthetic dataset written (or reused) in the Jester layout when dataset=synthetic."""
 
-    num_train: int = 7200
-    num_val: int = 1200
+    num_train: int = DEFAULT_NUM_TRAIN
+    num_val: int = DEFAULT_NUM_VAL
     num_frames: int = 8
     size: int = 32
     seed: int = 0
@@ -332,10 +338,5 @@ def dump_config(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: str | Path) -> Path:
-    """Write the resolved config to ``path`` atomically (write a temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_config(cfg))
-    tmp.replace(path)
-    return path
+    """Write the resolved config to ``path`` atomically (a private temporary sibling, flushed, then renamed)."""
+    return atomic_write_text(path, dump_config(cfg))

@@ -11,17 +11,15 @@ pair features) and C3D can. The configs shipped as ``configs/synthetic/*_8x32.ya
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from cpnet.config import Config, config_from_dict
-from cpnet.engine.checkpoint import LAST
+from cpnet.app.config import Config, config_from_dict
+from cpnet.app.runfolder import RunFolder
 from cpnet.metrics import subset_accuracy
+from cpnet.reports.figures import plot_per_class
 from cpnet.reports.machine import describe, machine_info
 
 # key -> (label, preset, extra model options). One placement for both the CP and the NL block: layer2 block 0,
@@ -105,13 +103,17 @@ def demo_config(key: str, size: DemoSize = FULL, data_root: str = "data/syntheti
     })
 
 
-def _fresh_run_dir(path: Path) -> Path:
-    """Clear a previous demo run of this model (only if it is a cpnet run folder)."""
-    if path.exists():
-        if not (path / "config.yaml").is_file():
-            raise ValueError(f"{path} exists and is not a cpnet run folder; choose another --out")
-        shutil.rmtree(path)
-    return path
+DEMO_MARK = ".cpnet-demo"  # in every run folder the demo writes: the demo replaces only its own runs
+
+
+def _demo_run_dir(path: Path) -> RunFolder:
+    """The run folder of one demo model, its previous demo run (and only a demo's) cleared by ``force``."""
+    run = RunFolder(path)
+    if run.run_files() and not (path / DEMO_MARK).is_file():
+        raise ValueError(f"{path} holds a run the demo did not write; choose another --out for the demo")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / DEMO_MARK).touch()
+    return run
 
 
 def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = None, *, quick: bool = False,
@@ -120,14 +122,16 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = No
     """Train and evaluate each demo model; write ``report.md``, ``per_class.png`` and ``summary.json``.
     ``size`` replaces the preset (FULL, or QUICK with ``quick``) to try other budgets; ``seed`` is the training
     seed of every model (the dataset does not change with it)."""
+    from cpnet.app.datasets import prepare_data, read_split
+    from cpnet.app.runs import eval_run, train_run
     from cpnet.data.cache import FrameCache
     from cpnet.data.synthetic import TIME_REVERSED_PAIRS
-    from cpnet.engine.runs import eval_run, prepare_data, read_split, train_run
 
     out = Path(out_dir)
     size = size or (QUICK if quick else FULL)
     data_root = str(data_dir) if data_dir is not None else str(out / "data")
     keys = models or list(MODELS)
+    runs = {key: _demo_run_dir(out / "runs" / key) for key in keys}  # refused before any work when not the demo's
     results: dict[str, dict] = {}
     machine = machine_info(threads=size.threads)
     log(f"machine: {describe(machine)}")
@@ -144,12 +148,12 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = No
     data_seconds = time.perf_counter() - start
     for key in keys:
         cfg = demo_config(key, size, data_root, seed)
-        run_dir = _fresh_run_dir(out / "runs" / key)
+        run = runs[key]
         log(f"== {MODELS[key][0]} ({cfg.model.name}) ==")
         t0 = time.perf_counter()
-        trained = train_run(cfg, run_dir, progress=progress, prepare=False, cache=cache, log=log)
+        trained = train_run(cfg, run.path, force=True, progress=progress, prepare=False, cache=cache, log=log)
         train_seconds = time.perf_counter() - t0
-        evaluated = eval_run(cfg, run_dir / LAST, run_dir / "eval", cache=cache, log=log)
+        evaluated = eval_run(cfg, run.last, run.path / "eval", cache=cache, log=log)
         names = list(evaluated.summary["per_class_accuracy"])
         paired = [names.index(n) for pair in TIME_REVERSED_PAIRS for n in pair]
         predictions = evaluated.video_scores.argmax(axis=1)
@@ -225,27 +229,3 @@ def write_report(out: Path, summary: dict) -> None:
         "differ slightly elsewhere (rounding changes which neighbour or which tied maximum wins).",
     ]
     (out / "report.md").write_text("\n".join(text) + "\n")
-
-
-def plot_per_class(results: dict[str, dict], path: Path) -> None:
-    """Grouped bars: per-class top-1 of every model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    classes = list(next(iter(results.values()))["per_class"])
-    x = np.arange(len(classes))
-    width = 0.8 / len(results)
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(classes)), 4))
-    for i, r in enumerate(results.values()):
-        values = [np.nan if r["per_class"][c] is None else 100 * r["per_class"][c] for c in classes]
-        ax.bar(x + (i - (len(results) - 1) / 2) * width, values, width, label=r["label"])
-    ax.axhline(50, color="grey", linestyle="--", linewidth=1)
-    ax.set_xticks(x, classes, rotation=30, ha="right")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(ncol=len(results), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
