@@ -26,7 +26,7 @@ from cpnet.data.synthetic import DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL
 from cpnet.data.views import PROTOCOL_NAMES as PROTOCOLS
 from cpnet.engine.checkpoint import atomic_write_text
 from cpnet.engine.distributed import DEVICES
-from cpnet.engine.optim import SCHEDULES
+from cpnet.engine.optim import BN_MOMENTUM_SCHEDULES, SCHEDULES
 
 # Each vocabulary is defined once, where it is implemented; "synthetic" is the built-in set, read as Jester.
 DATASETS = ("synthetic", *READERS)
@@ -39,7 +39,8 @@ class ModelConfig:
     name: str = "cpnet_r18"
     options: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # weights loaded before training: ImageNet ResNet weights (SPEC §2; a torchvision-layout
-    # state dict or tensorpack's ImageNet-ResNet{18,34,50,101}.npz) or a cpnet checkpoint to fine-tune
+    # state dict or tensorpack's ImageNet-ResNet{18,34,50,101}.npz), a cpnet checkpoint to fine-tune, or "none"
+    # (from scratch; what every real-dataset config says when it does not name a file)
 
 
 @dataclass
@@ -95,6 +96,9 @@ class OptimConfig:
     # train.batch_size x processes x train.accumulate; reference_batch None: the batch of one process.
     scale_lr: bool = False
     reference_batch: int | None = None
+    # BatchNorm momentum: "default" (each layer's, 0.1) or "released" (the authors' schedule: 0.5, halved every
+    # step_size epochs, at least 0.01)
+    bn_momentum: str = "default"
 
 
 @dataclass
@@ -233,6 +237,7 @@ def validate(cfg: Config) -> Config:
     _check_choice("data.dataset", cfg.data.dataset, DATASETS)
     _check_choice("data.sampling", cfg.data.sampling, SAMPLINGS)
     _check_choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
+    _check_choice("optim.bn_momentum", cfg.optim.bn_momentum, BN_MOMENTUM_SCHEDULES)
     _check_choice("eval.protocol", cfg.eval.protocol, PROTOCOLS)
     _check_choice("train.device", cfg.train.device, DEVICES)
     _check_positive(cfg, ["data.num_frames", "data.stride", "data.size", "data.short_side", "optim.step_size",

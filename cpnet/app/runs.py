@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,7 +45,8 @@ from cpnet.engine.checkpoint import (
 from cpnet.engine.distributed import barrier, get_rank, get_world_size, is_main, main_only, resolve_device
 from cpnet.engine.evaluation import EvalResult, collect_view_logits, summarize, write_eval_outputs
 from cpnet.engine.loop import TrainOptions, fit
-from cpnet.engine.optim import LRSchedule, build_optimizer, linear_scaled_lr
+from cpnet.engine.optim import LRSchedule, bn_momentum_schedule, build_optimizer, linear_scaled_lr
+from cpnet.models import CPModule
 from cpnet.models.params import count_params
 from cpnet.reports.figures import plot_confusion
 
@@ -88,6 +90,7 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, force: 
     Returns the engine's summary plus ``params`` (all parameters) and ``out_dir``.
     """
     run = RunFolder(out_dir)
+    init = None if resume else initial_weights(init or cfg.model.init)  # a missing file stops before any data
     first = (distributed.launch_env() or distributed.LaunchEnv(0, 1, 0)).rank == 0
     with run.locked() if first else contextlib.nullcontext():
         if first:
@@ -99,7 +102,7 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, force: 
     return summary | {"out_dir": str(run.path)}
 
 
-def _train(cfg: Config, run: RunFolder, *, resume: bool, init: str | None, progress: bool | None, prepare: bool,
+def _train(cfg: Config, run: RunFolder, *, resume: bool, init: Path | None, progress: bool | None, prepare: bool,
            cache: FrameCache | None, log: Callable[[str], None]) -> dict:
     """:func:`train_run` inside the process group."""
     if prepare and is_main():
@@ -111,9 +114,10 @@ def _train(cfg: Config, run: RunFolder, *, resume: bool, init: str | None, progr
     with reproducible(cfg.train.seed + get_rank(), cfg.train.deterministic, cfg.train.threads,
                       cfg.train.flush_denormal):
         model = _placed(build_model(cfg, train_split.num_classes), device, cfg.train.channels_last)
-        init = init or cfg.model.init
-        if init and not resume:
+        if init is not None:
             _initialise(model, init, cfg.model.name, log)
+        elif not resume:
+            _warn_if_cp_starts_closed(model, cfg.model.name)
         params = count_params(model)
         model = distributed.wrap_model(model, device, cfg.train.sync_bn)
         cache = frame_cache(cfg.data, cache)
@@ -153,7 +157,8 @@ def _train_options(cfg: Config, progress: bool | None) -> TrainOptions:
     return TrainOptions(epochs=cfg.train.epochs, accumulate=cfg.train.accumulate,
                         label_smoothing=cfg.train.label_smoothing, amp=cfg.train.amp,
                         max_bad_fraction=cfg.data.max_bad_fraction if cfg.data.skip_bad else 0.0,
-                        progress=progress, val_every=cfg.train.val_every)
+                        progress=progress, val_every=cfg.train.val_every,
+                        bn_momentum=bn_momentum_schedule(cfg.optim.bn_momentum, cfg.optim.step_size))
 
 
 def global_batch(cfg: Config) -> int:
@@ -178,7 +183,30 @@ def _optimisation(cfg: Config, model: nn.Module, batches: int, log: Callable[[st
     return optimizer, schedule
 
 
-def _initialise(model: nn.Module, path: str, model_name: str, log: Callable[[str], None]) -> None:
+def initial_weights(init: str | None) -> Path | None:
+    """``model.init`` / ``--init`` as a file, None for ``none`` (train from scratch) or unset; a missing file is an
+    error naming it."""
+    if init is None or str(init).lower() == "none":
+        return None
+    path = Path(init)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.init {path}: file not found (expected ImageNet ResNet weights or a cpnet "
+                                "checkpoint; set model.init: none to train from scratch)")
+    return path
+
+
+def _warn_if_cp_starts_closed(model: nn.Module, name: str) -> None:
+    """One warning when a model with zero-γ CP modules trains from scratch: the zero γ is meant to keep an
+    ImageNet-initialised backbone's behaviour at the start; from scratch it only delays the CP modules."""
+    closed = [m for m in model.modules() if isinstance(m, CPModule) and m.init_gamma == 0]
+    if closed:
+        warnings.warn(f"{name} trains from scratch (no model.init) with its {len(closed)} CP modules' output γ at 0: "
+                      "they add nothing at first and their MLPs get no gradient until γ moves away from 0, which "
+                      "costs early epochs. That start suits an ImageNet-initialised backbone (set model.init); from "
+                      "scratch, model.options.cp_init_gamma: 1.0 starts them active", stacklevel=2)
+
+
+def _initialise(model: nn.Module, path: Path, model_name: str, log: Callable[[str], None]) -> None:
     """``--init``: a cpnet checkpoint (a trained or converted model: fine-tuning, a new classifier when the class
     count differs) or ImageNet ResNet weights (torchvision state dict or tensorpack npz) for the backbone."""
     if is_cpnet_checkpoint(path):

@@ -40,7 +40,7 @@ from cpnet.engine.checkpoint import (
     set_rng_state,
 )
 from cpnet.engine.distributed import barrier, get_rank, is_main, main_only, sum_over_ranks, unwrap
-from cpnet.engine.optim import LRSchedule
+from cpnet.engine.optim import LRSchedule, set_bn_momentum
 from cpnet.engine.runlog import RunLog, read_records
 from cpnet.errors import MediaError
 from cpnet.metrics import topk_correct
@@ -61,6 +61,7 @@ class TrainOptions:
     max_bad_fraction: float = 0.0  # skipped (unreadable) clips allowed per epoch, as a fraction of the dataset
     progress: bool | None = None  # tqdm bar; None: only when stderr is a terminal
     val_every: int = 1  # validate after every n-th epoch and after the last one
+    bn_momentum: Callable[[int], float] | None = None  # epoch -> BatchNorm momentum (None: the layers' own)
 
 
 class BadMediaBudget:
@@ -314,6 +315,9 @@ def _train_and_validate(model: nn.Module, optimizer: torch.optim.Optimizer, sche
     """One epoch's record: training, then validation after every ``options.val_every``-th epoch and the last."""
     _set_epoch(train_loader, epoch)
     record = {"epoch": epoch + 1, "lr": schedule.lr}
+    if options.bn_momentum is not None:
+        record["bn_momentum"] = options.bn_momentum(epoch)
+        set_bn_momentum(model, record["bn_momentum"])
     record |= train_one_epoch(model, train_loader, optimizer, schedule, device=device, options=options,
                               scaler=scaler, epoch=epoch)
     validate = (epoch + 1) % options.val_every == 0 or epoch + 1 == options.epochs

@@ -7,6 +7,7 @@ plain data (``torch.load(weights_only=True)``) and resuming at any step gives th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -117,3 +118,30 @@ class LRSchedule:
     def load_state_dict(self, state: dict) -> None:
         self.last_step = int(state["last_step"])
         self._apply()
+
+
+BN_MOMENTUM_SCHEDULES = ("default", "released")
+
+
+def bn_momentum_schedule(kind: str, step_size: int) -> Callable[[int], float] | None:
+    """The BatchNorm momentum of each epoch (PyTorch's convention: the weight of the new batch), or None to leave
+    every BatchNorm's own (0.1 in PyTorch).
+
+    ``"released"`` is the authors' TensorFlow schedule (``get_bn_decay`` in their ``train.py``): decay
+    ``min(0.99, 1 − 0.5 · 0.5^⌊step / decay_step⌋)`` with the learning rate's decay step, i.e. momentum 0.5 for the
+    first ``step_size`` epochs, halved every ``step_size`` epochs, never below 0.01.
+    """
+    if kind not in BN_MOMENTUM_SCHEDULES:
+        raise ValueError(f"unknown BN momentum schedule {kind!r}; expected one of {', '.join(BN_MOMENTUM_SCHEDULES)}")
+    if kind == "default":
+        return None
+    if step_size < 1:
+        raise ValueError(f"the released BN momentum schedule needs step_size >= 1 epochs, got {step_size}")
+    return lambda epoch: max(0.01, 0.5 * 0.5 ** (epoch // step_size))
+
+
+def set_bn_momentum(model: nn.Module, momentum: float) -> None:
+    """Set the momentum of every BatchNorm in ``model``."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
