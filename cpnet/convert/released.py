@@ -152,6 +152,25 @@ def read_label_file(path: str | Path) -> list[str]:
     raise ValueError(f"{path}: expected Jester's labels .csv or Something-Something v2's labels .json")
 
 
+def released_class_rows(class_names: list[str]) -> list[int]:
+    """The released classifier's row of each class, for the classes in label-file order.
+
+    Their training numbered the classes by sorted name, not in the label file's order: gulpio's ``label2idx`` is
+    ``sorted(set(labels))`` (``utils/gulpio/GulpAdapter.py``) over Jester's class names, and over SSv2's templates with
+    ``[ ] ( ) '`` removed (``utils/data_preparation/something-something/gen_json.py``). Taking these rows of their
+    fc puts the classes in the label file's order, the order cpnet's readers number them in.
+    """
+    key = [name.translate(_TEMPLATE_MARKS) for name in class_names]
+    released = sorted(range(len(class_names)), key=lambda i: key[i])  # released row r holds class released[r]
+    rows = [0] * len(class_names)
+    for row, index in enumerate(released):
+        rows[index] = row
+    return rows
+
+
+_TEMPLATE_MARKS = str.maketrans("", "", "[]()'")
+
+
 def released_test_config(preset: str, options: dict, labels: str | Path) -> dict:
     """The config stored with a converted model: the released test settings (their ``command_test.sh.*``: 12
     frames at stride 2, the crop size of the model, 8 clips x 6 crops) and the dataset its label file names, so
@@ -188,7 +207,10 @@ def convert_released(checkpoint: str | Path, preset: str, labels: str | Path, ou
         raise ValueError(f"{prefix}: no 5-D variable 'conv0/weights': not a checkpoint of a released CPNet")
     options = {} if stem.shape[-1] == 64 else {"width": int(stem.shape[-1])}  # reduced-width test models
     model = create_model(preset, num_classes=len(class_names), **options).eval()
-    model.load_state_dict(released_state_dict(variables, model, str(prefix)))
+    state = released_state_dict(variables, model, str(prefix))
+    rows = released_class_rows(class_names)
+    state["fc.weight"], state["fc.bias"] = state["fc.weight"][rows], state["fc.bias"][rows]  # label-file order
+    model.load_state_dict(state)
     cfg = config_from_dict(released_test_config(preset, options, labels))
     meta = {"model_name": preset, "num_classes": len(class_names), "class_names": class_names,
             "config": config_to_dict(cfg), "converted_from": str(prefix)}

@@ -131,7 +131,14 @@ def test_convert_tf_command_writes_a_checkpoint_that_predict_accepts(tmp_path, m
     ckpt = load_checkpoint(out)
     assert ckpt["class_names"] == names and ckpt["config"]["model"]["options"] == {"width": 8}
     for key, value in model.state_dict().items():
-        torch.testing.assert_close(ckpt["model"][key], value, rtol=1e-6, atol=1e-6)
+        if not key.startswith("fc."):
+            torch.testing.assert_close(ckpt["model"][key], value, rtol=1e-6, atol=1e-6)
+    # Their fc numbers the classes by sorted name; the converted one in the label file's order.
+    released = sorted(names)  # Stop Sign, Swiping Left, Swiping Right, Thumb Down, Thumb Up
+    for i, name in enumerate(names):
+        row = released.index(name)
+        torch.testing.assert_close(ckpt["model"]["fc.weight"][i], model.fc.weight[row], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ckpt["model"]["fc.bias"][i], model.fc.bias[row], rtol=1e-6, atol=1e-6)
     assert main(argv) == 2 and "exists; pass --force" in capsys.readouterr().err  # nothing overwritten
     assert main([*argv, "--force"]) == 0
     capsys.readouterr()
@@ -143,3 +150,15 @@ def test_convert_tf_command_writes_a_checkpoint_that_predict_accepts(tmp_path, m
     assert main(other) == 2 and "missing variable" in capsys.readouterr().err  # an R18 checkpoint is not an R34
     assert main([*argv[:5], "cpnet_r34", *argv[6:], "--force"]) == 2
     assert "must be a released preset" in capsys.readouterr().err
+
+
+def test_released_class_rows_follow_their_sorted_label_numbering():
+    from cpnet.convert.released import released_class_rows
+
+    jester = ["Swiping Left", "Swiping Right", "Swiping Down", "Doing other things", "No gesture"]
+    assert released_class_rows(jester) == [3, 4, 2, 0, 1]  # sorted: Doing, No, Swiping Down, Left, Right
+    # SSv2: sorted after removing [ ] ( ) ' from the templates, as their gen_json did.
+    ssv2 = ["Putting something into something", "Pretending to put something next to something",
+            "Showing that something is empty", "Holding something in front of something"]
+    assert released_class_rows(ssv2) == [2, 1, 3, 0]
+    assert released_class_rows(["b (x)", "b y", "a'z"]) == [1, 2, 0]  # "b x" < "b y"; "az" first
