@@ -106,3 +106,37 @@ def test_released_bn_momentum_schedule_halves_every_step_and_is_applied(syntheti
     assert [r["bn_momentum"] for r in records] == [0.5, 0.5, 0.25]
     ckpt = torch.load(out / "checkpoint_last.pt", weights_only=True)
     assert ckpt["config"]["optim"]["bn_momentum"] == "released"
+
+
+def _modules(model: nn.Module, kind: type) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, kind)]
+
+
+def test_the_readme_differences_table_names_options_that_do_what_it_says():
+    """Each model option in README's "Differences from the released code" exists and changes what it says."""
+    readme = (CONFIGS.parent / "README.md").read_text()
+    table = readme[readme.index("## Differences from the released code"):]
+    for option in ("cp_k=8", "cp_at=", "cp_bottleneck=0.125", "cp_shrink=", 'cp_resample="bilinear_tf1"',
+                   "stride_1x1=True", 'padding="same"', "bn_eps=1e-3", "stem_stride=1", "optim.bn_momentum: released",
+                   "--protocol released"):
+        assert option in table, option
+    tiny = {"width": 8, "num_classes": 5}
+    r18 = cpnet.create_model("cpnet_r18", **tiny)
+    released = cpnet.create_model("cpnet_r18", **tiny, cp_k=8, cp_at={"layer2": [0, 1], "layer3": [0, 1]},
+                                  cp_shrink={"layer2": 2}, cp_resample="bilinear_tf1", padding="same", bn_eps=1e-3,
+                                  stem_stride=1)
+    cps = _modules(released, cpnet.CPModule)
+    assert len(_modules(r18, cpnet.CPModule)) == 6 and len(cps) == 4 and {m.k for m in cps} == {8}
+    assert {m.resample for m in cps} == {"bilinear_tf1"}
+    assert {m.eps for m in _modules(released, nn.modules.batchnorm._BatchNorm)} == {1e-3}
+    assert released.conv1.stride[-1] == 1 and r18.conv1.stride[-1] == 2
+    clip = torch.randn(1, 3, 4, 64, 64)
+    with torch.no_grad():
+        r18.eval(), released.eval()
+        assert r18(clip).shape == released(clip).shape == (1, 5)
+    r101 = cpnet.create_model("cpnet_r101", width=8, num_classes=5, cp_bottleneck=0.125, cp_mlp=[0.125],
+                              stride_1x1=True)
+    first = r101.layer2[0]
+    assert first.conv1.stride[-1] == 2 and first.conv2.stride[-1] == 1  # the first 1×1 strides
+    plain = cpnet.create_model("cpnet_r101", width=8, num_classes=5).layer2[0]
+    assert plain.conv1.stride[-1] == 1 and plain.conv2.stride[-1] == 2
