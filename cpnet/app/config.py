@@ -99,6 +99,7 @@ class OptimConfig:
     # BatchNorm momentum: "default" (each layer's, 0.1) or "released" (the authors' schedule: 0.5, halved every
     # step_size epochs, at least 0.01)
     bn_momentum: str = "default"
+    backbone_lr_mult: float = 1.0  # learning rate of everything but the classifier, relative to lr (fine-tuning)
 
 
 @dataclass
@@ -120,6 +121,10 @@ class TrainConfig:
     flush_denormal: bool = True  # on CPU, treat denormal floats as zero while training: tiny weights and gradients
     # otherwise go denormal as training proceeds and x86 arithmetic on them is slow (demo steps grew 1.3x by epoch 3)
     sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
+    # Fine-tuning: stages whose parameters do not train ("stem", "layer1" … "layer4", or any module name) — their
+    # BatchNorm statistics stay fixed too — and freeze_bn: every BatchNorm keeps its running statistics
+    freeze: list[str] = field(default_factory=list)
+    freeze_bn: bool = False
 
 
 @dataclass

@@ -44,6 +44,7 @@ from cpnet.engine.checkpoint import (
 )
 from cpnet.engine.distributed import barrier, get_rank, get_world_size, is_main, main_only, resolve_device
 from cpnet.engine.evaluation import EvalResult, collect_view_logits, summarize, write_eval_outputs
+from cpnet.engine.finetune import freeze
 from cpnet.engine.loop import TrainOptions, fit
 from cpnet.engine.optim import LRSchedule, bn_momentum_schedule, build_optimizer, linear_scaled_lr
 from cpnet.models import CPModule
@@ -115,10 +116,13 @@ def _train(cfg: Config, run: RunFolder, *, resume: bool, init: Path | None, prog
                       cfg.train.flush_denormal):
         model = _placed(build_model(cfg, train_split.num_classes), device, cfg.train.channels_last)
         if init is not None:
-            _initialise(model, init, cfg.model.name, log)
+            _initialise(model, init, cfg.model.name, list(train_split.class_names), log)
         elif not resume:
             _warn_if_cp_starts_closed(model, cfg.model.name)
         params = count_params(model)
+        if cfg.train.freeze:
+            frozen = freeze(model, stage_prefixes(cfg.train.freeze))
+            log(f"frozen: {', '.join(cfg.train.freeze)} ({frozen / 1e6:.3f} M parameters, BatchNorm statistics held)")
         model = distributed.wrap_model(model, device, cfg.train.sync_bn)
         cache = frame_cache(cfg.data, cache)
         train_set = clip_dataset(cfg.data, train_split, train=True, seed=cfg.train.seed, cache=cache)
@@ -144,6 +148,15 @@ def _train(cfg: Config, run: RunFolder, *, resume: bool, init: Path | None, prog
     return summary | {"params": params}
 
 
+STAGES = {"stem": ("conv1", "bn1"), "layer1": ("layer1",), "layer2": ("layer2",), "layer3": ("layer3",),
+          "layer4": ("layer4",)}  # train.freeze names of the one ResNet; res2-res5 are layer1-layer4
+
+
+def stage_prefixes(names: list[str]) -> tuple[str, ...]:
+    """Module-name prefixes of ``train.freeze`` entries: stage names, or module names as they are."""
+    return tuple(prefix for name in names for prefix in STAGES.get(name, (name,)))
+
+
 def _splits(cfg: Config) -> tuple[DatasetSplit, DatasetSplit]:
     """The training and validation splits, which must have the same classes."""
     train_split = read_split(cfg.data, cfg.data.train_split)
@@ -158,7 +171,8 @@ def _train_options(cfg: Config, progress: bool | None) -> TrainOptions:
                         label_smoothing=cfg.train.label_smoothing, amp=cfg.train.amp,
                         max_bad_fraction=cfg.data.max_bad_fraction if cfg.data.skip_bad else 0.0,
                         progress=progress, val_every=cfg.train.val_every,
-                        bn_momentum=bn_momentum_schedule(cfg.optim.bn_momentum, cfg.optim.step_size))
+                        bn_momentum=bn_momentum_schedule(cfg.optim.bn_momentum, cfg.optim.step_size),
+                        hold_bn=("",) if cfg.train.freeze_bn else stage_prefixes(cfg.train.freeze))
 
 
 def global_batch(cfg: Config) -> int:
@@ -175,7 +189,8 @@ def _optimisation(cfg: Config, model: nn.Module, batches: int, log: Callable[[st
         batch, reference = global_batch(cfg), o.reference_batch or cfg.train.batch_size * cfg.train.accumulate
         lr, min_lr = linear_scaled_lr(lr, batch, reference), linear_scaled_lr(min_lr, batch, reference)
         log(f"learning rate {o.lr:g} x global batch {batch} / reference batch {reference} = {lr:g}")
-    optimizer = build_optimizer(model, lr, o.momentum, o.nesterov, o.weight_decay, o.decay_norm_and_bias)
+    optimizer = build_optimizer(model, lr, o.momentum, o.nesterov, o.weight_decay, o.decay_norm_and_bias,
+                                o.backbone_lr_mult)
     steps = math.ceil(batches / cfg.train.accumulate)
     schedule = LRSchedule(optimizer, base_lr=lr, steps_per_epoch=steps, epochs=cfg.train.epochs, kind=o.schedule,
                           step_size=o.step_size, gamma=o.gamma, min_lr=min_lr, warmup_epochs=o.warmup_epochs,
@@ -206,11 +221,12 @@ def _warn_if_cp_starts_closed(model: nn.Module, name: str) -> None:
                       "scratch, model.options.cp_init_gamma: 1.0 starts them active", stacklevel=2)
 
 
-def _initialise(model: nn.Module, path: Path, model_name: str, log: Callable[[str], None]) -> None:
+def _initialise(model: nn.Module, path: Path, model_name: str, class_names: list[str],
+                log: Callable[[str], None]) -> None:
     """``--init``: a cpnet checkpoint (a trained or converted model: fine-tuning, a new classifier when the class
     count differs) or ImageNet ResNet weights (torchvision state dict or tensorpack npz) for the backbone."""
     if is_cpnet_checkpoint(path):
-        log(load_for_finetuning(model, load_checkpoint(path), model_name, path))
+        log(load_for_finetuning(model, load_checkpoint(path), model_name, path, class_names=class_names))
         return
     from cpnet.models.imagenet import load_imagenet
 

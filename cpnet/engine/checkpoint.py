@@ -205,21 +205,25 @@ def is_cpnet_checkpoint(path: str | Path) -> bool:
 
 
 def load_for_finetuning(model: torch.nn.Module, ckpt: dict, model_name: str, path: str | Path = "checkpoint",
-                        head: str = "fc") -> str:
+                        head: str = "fc", class_names: list[str] | None = None) -> str:
     """Put a trained checkpoint's weights into ``model`` to fine-tune it. The classifier (``head``) stays at its
-    fresh initialisation when the class count differs; every other weight must fit exactly. Returns what was done,
-    in one line."""
+    fresh initialisation when the class count differs, or when ``class_names`` (the new data's) are not the
+    checkpoint's; every other weight must fit exactly. Returns what was done, in one line."""
     if ckpt.get("model_name") != model_name:
         raise ValueError(f"{path} holds a {ckpt.get('model_name')!r} model; this run builds {model_name!r}: set "
                          f"model.name (and model.options) to the checkpoint's to fine-tune it")
     state, own = dict(ckpt["model"]), model.state_dict()
     head_keys = [k for k in own if k.startswith(head + ".")]
-    new_head = any(k in state and tuple(state[k].shape) != tuple(own[k].shape) for k in head_keys)
-    if new_head:
+    theirs = list(ckpt.get("class_names", ()))
+    other_shape = any(k in state and tuple(state[k].shape) != tuple(own[k].shape) for k in head_keys)
+    other_names = class_names is not None and not other_shape and list(class_names) != theirs
+    if other_shape or other_names:
         state.update({k: own[k] for k in head_keys})
     load_model_state(model, state, path)
-    old = len(ckpt.get("class_names", ())) or ckpt.get("num_classes")
-    if new_head:
-        return (f"initialised from {path} (epoch {ckpt.get('epoch')}); new classifier: {old} classes there, "
-                f"{own[head_keys[0]].shape[0]} here")
-    return f"initialised from {path} (epoch {ckpt.get('epoch')}), classifier included"
+    where = f"initialised from {path} (epoch {ckpt.get('epoch')})"
+    if other_shape:
+        return f"{where}; new classifier: {len(theirs) or ckpt.get('num_classes')} classes there, " \
+               f"{own[head_keys[0]].shape[0]} here"
+    if other_names:
+        return f"{where}; new classifier: the checkpoint's {len(theirs)} classes are not these {len(class_names)}"
+    return f"{where}, classifier included (the same classes)"

@@ -40,6 +40,7 @@ from cpnet.engine.checkpoint import (
     set_rng_state,
 )
 from cpnet.engine.distributed import barrier, get_rank, is_main, main_only, sum_over_ranks, unwrap
+from cpnet.engine.finetune import hold_batchnorm_statistics
 from cpnet.engine.optim import LRSchedule, set_bn_momentum
 from cpnet.engine.runlog import RunLog, read_records
 from cpnet.errors import MediaError
@@ -62,6 +63,7 @@ class TrainOptions:
     progress: bool | None = None  # tqdm bar; None: only when stderr is a terminal
     val_every: int = 1  # validate after every n-th epoch and after the last one
     bn_momentum: Callable[[int], float] | None = None  # epoch -> BatchNorm momentum (None: the layers' own)
+    hold_bn: tuple[str, ...] = ()  # module prefixes whose BatchNorm statistics stay fixed in training ("": all)
 
 
 class BadMediaBudget:
@@ -130,6 +132,7 @@ def train_one_epoch(
     With several ranks, a step where some rank has no readable clip is skipped by all of them.
     """
     model.train()
+    hold_batchnorm_statistics(model, options.hold_bn)
     budget = BadMediaBudget(len(loader.dataset), options.max_bad_fraction, where=f"epoch {epoch + 1}: ")
     show = is_main() and (sys.stderr.isatty() if options.progress is None else options.progress)
     totals, start = _EpochTotals(), time.perf_counter()

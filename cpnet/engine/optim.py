@@ -15,21 +15,27 @@ import torch.nn as nn
 SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules LRSchedule knows
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:
-    """Split trainable parameters into a decayed group and, unless ``decay_norm_and_bias``, a no-decay group.
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False,
+                     backbone_lr_mult: float = 1.0, head: str = "fc") -> list[dict]:
+    """Split trainable parameters into a decayed group and, unless ``decay_norm_and_bias``, a no-decay group; with
+    ``backbone_lr_mult`` ≠ 1 each splits again into the classifier (module ``head``) and the rest, whose learning
+    rate is scaled by ``backbone_lr_mult`` (``lr_scale`` of the group; :class:`LRSchedule` applies it).
 
     Normalisation weights and biases are the 0-D/1-D parameters; decaying them shrinks BN scales for no
     regularisation benefit (and would pull the CP module's zero-initialised output BN towards zero).
     """
-    decay, no_decay = [], []
-    for param in model.parameters():
+    if backbone_lr_mult < 0:
+        raise ValueError(f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 and not decay_norm_and_bias else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return [g for g in groups if g["params"]]
+        decayed = not (param.ndim <= 1 and not decay_norm_and_bias)
+        in_head = name == head or name.startswith(head + ".") or f".{head}." in f".{name}"
+        scale = 1.0 if in_head else backbone_lr_mult
+        groups.setdefault((decayed, scale), []).append(param)
+    return [{"params": params, "weight_decay": weight_decay if decayed else 0.0, "lr_scale": scale}
+            for (decayed, scale), params in sorted(groups.items(), key=lambda item: (not item[0][0], -item[0][1]))]
 
 
 def build_optimizer(
@@ -39,11 +45,16 @@ def build_optimizer(
     nesterov: bool = False,
     weight_decay: float = 0.0,
     decay_norm_and_bias: bool = False,
+    backbone_lr_mult: float = 1.0,
 ) -> torch.optim.SGD:
     """SGD over ``model``'s trainable parameters (see :func:`parameter_groups`)."""
     if nesterov and momentum <= 0:
         raise ValueError(f"nesterov momentum needs momentum > 0, got {momentum}")
-    groups = parameter_groups(model, weight_decay, decay_norm_and_bias)
+    groups = parameter_groups(model, weight_decay, decay_norm_and_bias, backbone_lr_mult)
+    if not groups:
+        raise ValueError("the model has no trainable parameter (is every stage frozen?)")
+    for group in groups:
+        group["lr"] = lr * group["lr_scale"]
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
@@ -106,7 +117,7 @@ class LRSchedule:
 
     def _apply(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+            group["lr"] = self.lr * group.get("lr_scale", 1.0)
 
     def step(self) -> None:
         self.last_step += 1
