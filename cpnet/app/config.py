@@ -26,6 +26,7 @@ from cpnet.data.synthetic import DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL
 from cpnet.data.views import PROTOCOL_NAMES as PROTOCOLS
 from cpnet.engine.checkpoint import atomic_write_text
 from cpnet.engine.distributed import DEVICES
+from cpnet.engine.loop import AMP_DTYPES
 from cpnet.engine.optim import BN_MOMENTUM_SCHEDULES, SCHEDULES
 
 # Each vocabulary is defined once, where it is implemented; "synthetic" is the built-in set, read as Jester.
@@ -111,6 +112,7 @@ class TrainConfig:
     accumulate: int = 1  # gradient accumulation steps per optimiser step
     label_smoothing: float = 0.0
     amp: bool = True  # mixed precision; used on CUDA only
+    amp_dtype: str = "float16"  # "float16" (loss-scaled) or "bfloat16" (Ampere and newer GPUs)
     seed: int = 0
     val_every: int = 1  # validate after every n-th epoch and after the last one
     deterministic: bool = True  # deterministic kernels: the same figures again on the same machine and torch build
@@ -243,6 +245,7 @@ def validate(cfg: Config) -> Config:
     _check_choice("data.sampling", cfg.data.sampling, SAMPLINGS)
     _check_choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
     _check_choice("optim.bn_momentum", cfg.optim.bn_momentum, BN_MOMENTUM_SCHEDULES)
+    _check_choice("train.amp_dtype", cfg.train.amp_dtype, AMP_DTYPES)
     _check_choice("eval.protocol", cfg.eval.protocol, PROTOCOLS)
     _check_choice("train.device", cfg.train.device, DEVICES)
     _check_positive(cfg, ["data.num_frames", "data.stride", "data.size", "data.short_side", "optim.step_size",

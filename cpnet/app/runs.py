@@ -168,7 +168,7 @@ def _splits(cfg: Config) -> tuple[DatasetSplit, DatasetSplit]:
 
 def _train_options(cfg: Config, progress: bool | None) -> TrainOptions:
     return TrainOptions(epochs=cfg.train.epochs, accumulate=cfg.train.accumulate,
-                        label_smoothing=cfg.train.label_smoothing, amp=cfg.train.amp,
+                        label_smoothing=cfg.train.label_smoothing, amp=cfg.train.amp, amp_dtype=cfg.train.amp_dtype,
                         max_bad_fraction=cfg.data.max_bad_fraction if cfg.data.skip_bad else 0.0,
                         progress=progress, val_every=cfg.train.val_every,
                         bn_momentum=bn_momentum_schedule(cfg.optim.bn_momentum, cfg.optim.step_size),
@@ -300,7 +300,7 @@ def eval_run(cfg: Config, checkpoint: str | Path, out_dir: str | Path, *, split:
         log(f"evaluating {Path(checkpoint).name} (epoch {ckpt['epoch']}) on {len(records.records)} {split} videos x "
             f"{views_of.views} views ({protocol})" + (f" in {world} processes" if world > 1 else ""))
         logits = collect_view_logits(model, eval_loader(cfg.data, views, cfg.eval.batch_size), device=device,
-                                     amp=cfg.train.amp)
+                                     amp=cfg.train.amp, amp_dtype=cfg.train.amp_dtype)
         result = summarize(logits, len(records.records), records.class_names)
         result.summary = {"checkpoint": str(checkpoint), "model": cfg.model.name, "epoch": ckpt["epoch"],
                           "split": split, "protocol": protocol, "clips": views_of.clips,

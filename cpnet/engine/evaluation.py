@@ -47,7 +47,8 @@ class EvalResult:
 
 
 @torch.inference_mode()
-def collect_view_logits(model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False) -> ViewLogits:
+def collect_view_logits(model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False,
+                        amp_dtype: str = "float16") -> ViewLogits:
     """Run ``model`` over every view of ``loader``.
 
     In a process group each rank's loader holds a share of the views (``ShardBatchSampler``); every rank returns all
@@ -59,7 +60,7 @@ def collect_view_logits(model: nn.Module, loader: DataLoader, *, device: torch.d
     for batch in map(as_view_batch, loader):  # clips, labels, video, view, skipped
         if len(batch.labels) == 0:
             continue
-        with autocast(device, amp):
+        with autocast(device, amp, amp_dtype):
             logits = model(batch.clips.to(device)).float()
         for store, value in zip(parts, (logits, batch.labels, batch.video, batch.view)):
             store.append(torch.as_tensor(value).cpu().numpy())

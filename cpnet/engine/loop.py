@@ -59,6 +59,7 @@ class TrainOptions:
     accumulate: int = 1
     label_smoothing: float = 0.0
     amp: bool = False  # mixed precision; only takes effect on CUDA
+    amp_dtype: str = "float16"  # "float16" (with loss scaling) or "bfloat16" (no scaling needed)
     max_bad_fraction: float = 0.0  # skipped (unreadable) clips allowed per epoch, as a fraction of the dataset
     progress: bool | None = None  # tqdm bar; None: only when stderr is a terminal
     val_every: int = 1  # validate after every n-th epoch and after the last one
@@ -84,10 +85,15 @@ class BadMediaBudget:
                              "media; the warnings above name the files; `cpnet data check` lists them all)")
 
 
-def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """float16 autocast on CUDA when ``amp``; a no-op elsewhere (CPU runs stay float32)."""
+AMP_DTYPES = ("float16", "bfloat16")
+
+
+def autocast(device: torch.device, amp: bool, dtype: str = "float16") -> contextlib.AbstractContextManager:
+    """``dtype`` autocast on CUDA when ``amp``; a no-op elsewhere (CPU runs stay float32)."""
+    if dtype not in AMP_DTYPES:
+        raise ValueError(f"unknown mixed-precision dtype {dtype!r}; expected one of {', '.join(AMP_DTYPES)}")
     if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast("cuda", dtype=getattr(torch, dtype))
     return contextlib.nullcontext()
 
 
@@ -186,7 +192,7 @@ def _train_step(model: nn.Module, batch, totals: _EpochTotals, *, device: torch.
 def _forward_backward(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, *, device: torch.device,
                       options: TrainOptions, scaler: torch.amp.GradScaler, sync: bool) -> tuple[float, torch.Tensor]:
     """Loss and gradients of one micro-batch; returns the loss value and the logits."""
-    with autocast(device, options.amp):
+    with autocast(device, options.amp, options.amp_dtype):
         logits = model(clips.to(device, non_blocking=True))
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=options.label_smoothing)
     # DDP all-reduces gradients only on the step's last micro-batch (sync); the others accumulate locally.
@@ -196,7 +202,8 @@ def _forward_backward(model: nn.Module, clips: torch.Tensor, labels: torch.Tenso
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False) -> dict:
+def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False,
+             amp_dtype: str = "float16") -> dict:
     """Loss, top-1 and top-5 over ``loader`` (one view per video during training).
 
     In a process group each rank passes its own disjoint share (``ShardBatchSampler``) and the unwrapped model
@@ -211,7 +218,7 @@ def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device, amp:
         if len(batch.labels) == 0:
             continue
         clips, labels = batch.clips.to(device), batch.labels.to(device)
-        with autocast(device, amp):
+        with autocast(device, amp, amp_dtype):
             logits = model(clips).float()
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         hits = [a + b for a, b in zip(hits, topk_correct(logits, labels, (1, 5)))]
@@ -276,7 +283,7 @@ def fit(
     """
     out_dir = Path(out_dir)
     log = main_only(log)
-    scaler = torch.amp.GradScaler("cuda", enabled=options.amp and device.type == "cuda")
+    scaler = _grad_scaler(device, options)
     start_epoch, best = 0, -1.0
     if resume:
         start_epoch, best = _resume(out_dir / LAST, model, optimizer, schedule, scaler, meta)
@@ -312,6 +319,12 @@ def fit(
     return _summary(history, record, best, log)
 
 
+def _grad_scaler(device: torch.device, options: TrainOptions) -> torch.amp.GradScaler:
+    """Loss scaling keeps float16 gradients from underflowing; bfloat16 has float32's range and needs none."""
+    scaling = options.amp and device.type == "cuda" and options.amp_dtype == "float16"
+    return torch.amp.GradScaler("cuda", enabled=scaling)
+
+
 def _train_and_validate(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                         scaler: torch.amp.GradScaler, train_loader: DataLoader, val_loader: DataLoader | None,
                         epoch: int, *, device: torch.device, options: TrainOptions) -> dict:
@@ -325,7 +338,7 @@ def _train_and_validate(model: nn.Module, optimizer: torch.optim.Optimizer, sche
                               scaler=scaler, epoch=epoch)
     validate = (epoch + 1) % options.val_every == 0 or epoch + 1 == options.epochs
     if val_loader is not None and validate:
-        record |= evaluate(unwrap(model), val_loader, device=device, amp=options.amp)
+        record |= evaluate(unwrap(model), val_loader, device=device, amp=options.amp, amp_dtype=options.amp_dtype)
     return record
 
 
