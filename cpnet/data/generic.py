@@ -22,13 +22,14 @@ CLASS_FILES = ("classes.txt", "labels.txt")
 
 
 def _count(path: Path) -> int | None:
-    """Frame count of a frame folder (0 when unreadable, so reading reports it); None for a video."""
+    """Frame count of a frame folder; None for a video, or a folder that cannot be counted (reading counts it
+    again and reports why)."""
     if not path.is_dir():
         return None
     try:
         return frames.count_frames(path)
     except MediaError:
-        return 0
+        return None
 
 
 def _list_file(root: Path, split: str) -> Path:

@@ -93,7 +93,7 @@ def load_jester(root: Path, split: str) -> DatasetSplit:
         try:
             count = frames.count_frames(path)
         except MediaError:
-            count = 0  # an empty folder: kept so that reading it reports the error
+            count = None  # empty or unreadable: kept, so that reading counts it again and reports why
         records.append(VideoRecord(video_id, path, label, count))
     pairs = _flip_pairs(root, labels_file, class_names)
     return DatasetSplit(records, class_names, pairs, missing, dataset="jester", split=split)

@@ -1,7 +1,8 @@
 """Kinetics-400: annotation CSVs with header ``label,youtube_id,time_start,time_end,split[,…]`` (the test list may
 lack ``label``), named ``train.csv``/``val.csv``/``test.csv`` as distributed or ``kinetics-400_{split}.csv``, in the
 root or ``annotations/``; clips ``<youtube_id>_<start:06d>_<end:06d>.mp4`` under ``<root>/<split>/<label>/``,
-``<root>/<split>/`` or flat in the root. Real copies are always incomplete: missing clips are listed, not fatal.
+``<root>/<split>/`` or flat in the root; class folders may be symlinks (followed, each real folder once, so that
+a link loop ends). Real copies are always incomplete: missing clips are listed, not fatal.
 Class indices are the sorted label names of the train list (the usual order), or of this split's list without it.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from cpnet.data.layout import SPLIT_DIRS, canonical_split, check_not_empty, check_unique, find_file, read_text
@@ -55,12 +57,29 @@ def clip_name(row: dict[str, str], path: Path, line_no: int) -> str:
     return f"{row['youtube_id'].strip()}_{start:06d}_{end:06d}"
 
 
+def _walk_once(base: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(base)`` following symlinked folders (class folders are often links to another disk), each real
+    folder once: a folder reached again through a link (a loop such as ``zumba/up -> ..``) is not entered."""
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(base, followlinks=True):
+        try:
+            info = os.stat(folder)
+        except OSError:  # gone or unreadable since it was listed: its clips are reported missing
+            dirs[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        yield folder, dirs, files
+
+
 def index_media(root: Path, split: str) -> dict[str, Path]:
     """Clip stem -> path, from one walk over the split's media folder (``<root>/<split>/``) or, without one, over
-    the root (flat or per-label folders)."""
+    the root (flat or per-label folders), symlinked folders included."""
     base = next((root / d for d in SPLIT_DIRS[split] if (root / d).is_dir()), root)
     found: dict[str, Path] = {}
-    for folder, dirs, files in os.walk(base):
+    for folder, dirs, files in _walk_once(base):
         if folder == str(base):
             dirs[:] = [d for d in dirs if d != "annotations"]
         for name in files:

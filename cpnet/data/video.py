@@ -1,5 +1,11 @@
 """Decoding media to uint8 (T, H, W, 3) RGB arrays: video files with PyAV, frame folders with Pillow.
 
+This is the entry point for every media path: :func:`read_clip`, :func:`count_frames` and :func:`probe` tell a
+frame folder from a video file (:func:`cpnet.data.frames.media_kind`, which refuses FIFOs and device files) and hand
+folders to :mod:`cpnet.data.frames`; that module never calls back here. A video stream whose header breaks the frame
+limits of :mod:`cpnet.data.frames` (``MAX_FRAME_PIXELS``, ``MAX_ASPECT``) is refused on opening, before decoding,
+and every decoded frame is checked again (a stream may change size).
+
 Only the frames asked for are decoded: decoding stops after the last wanted frame, and when the first wanted frame
 lies more than ``SEEK_SECONDS`` into the video the container seeks to the keyframe before it instead of decoding
 from the start. Frame positions are 0-based in presentation order. Containers are always closed.
@@ -23,39 +29,42 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 SEEK_SECONDS = 2.0  # seek when the first wanted frame is further in than this; decoding from 0 is cheaper before
 
 
-def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"media not found: {path}")
-
-
 def read_clip(path: str | Path, frame_indices: Sequence[int], *, clamp_end: bool = False) -> np.ndarray:
     """Frames at 0-based positions ``frame_indices`` (any order, repeats allowed) of a video file or frame folder.
 
     Returns uint8 (T, H, W, 3) RGB with T = len(frame_indices). A missing path raises FileNotFoundError; an empty,
-    truncated or undecodable file, or a position past the end, raises MediaError naming the file. With
-    ``clamp_end`` positions past the last decodable video frame repeat that frame instead: container frame counts
-    can overstate what actually decodes (edit lists, a damaged tail), which training tolerates.
+    truncated or undecodable file, a FIFO or device file, a frame beyond the size limits, or a position past the
+    end raises MediaError naming the file. With ``clamp_end`` positions past the last decodable video frame repeat
+    that frame instead: container frame counts can overstate what actually decodes (edit lists, a damaged tail),
+    which training tolerates.
     """
     path = Path(path)
-    _check_exists(path)
+    kind = _frames.media_kind(path)
     indices = [int(i) for i in frame_indices]
     if not indices:
         raise ValueError(f"{path}: no frame indices requested")
     if min(indices) < 0:
         raise ValueError(f"{path}: negative frame index {min(indices)}")
-    if path.is_dir():
+    if kind == "folder":
         return _frames.read_frames(path, indices)
     return _read_video(path, indices, clamp_end)
 
 
 def _open(path: Path) -> av.container.InputContainer:
+    """Open a video file whose first video stream's header (when it states a size) is within the frame limits."""
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise MediaError(f"{path}: not a readable video ({getattr(e, 'strerror', None) or e})") from None
-    if not container.streams.video:
+    try:
+        if not container.streams.video:
+            raise MediaError(f"{path}: no video stream")
+        codec = container.streams.video[0].codec_context
+        if codec.width and codec.height:
+            _frames.check_frame_size(path, codec.width, codec.height)
+    except MediaError:
         container.close()
-        raise MediaError(f"{path}: no video stream")
+        raise
     return container
 
 
@@ -86,6 +95,7 @@ def _decode_from(
                 seeked = False
             else:
                 pos += 1
+            _frames.check_frame_size(path, frame.width, frame.height)  # before it is converted or kept
             yield pos, frame
     except av.FFmpegError as e:
         where = "no frame decodes" if pos < 0 else f"decoding failed after frame {pos}"
@@ -130,8 +140,7 @@ def count_frames(path: str | Path) -> int:
     """Number of frames: counted from disk for a frame folder; for a video the container's count, or the number of
     video packets when the container does not store one (WebM) — no decoding either way."""
     path = Path(path)
-    _check_exists(path)
-    if path.is_dir():
+    if _frames.media_kind(path) == "folder":
         return _frames.count_frames(path)
     with _open(path) as container:
         stream = container.streams.video[0]
@@ -151,8 +160,7 @@ def probe(path: str | Path) -> int:
     including a video that decodes clearly fewer frames than its container announces (a truncated download).
     This is what ``cpnet data check`` runs on each record."""
     path = Path(path)
-    _check_exists(path)
-    if path.is_dir():
+    if _frames.media_kind(path) == "folder":
         return _frames.probe_frames(path)
     n = 0
     with _open(path) as container:
