@@ -1,15 +1,20 @@
-"""`cpnet models`: every registered preset with its parameter counts."""
+"""`cpnet models`: every registered preset with its parameter counts, beside the supplement's where it prints one."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+from typing import Any
 
 import torch
 
-from cpnet.models.params import count_params, count_params_paper
+from cpnet.models.params import ONE_MODULE_VARIANTS, SUPPLEMENT_TABLE1, count_params, count_weights_paper
 from cpnet.models.registry import create_model, list_models
+
+FOOTNOTE = ("paper count: conv weights + fc weight + fc bias, in units of 2^20 (the supplement's convention), "
+            "truncated to two\ndecimals as the supplement prints them; supp.: the supplement's Table 1 (400 classes; "
+            "– where it prints none)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,19 +24,51 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _paper_weights(name: str, num_classes: int, **options: Any) -> tuple[int, int]:
+    """(all parameters, the supplement's integer count) of preset ``name`` built on the meta device."""
+    with torch.device("meta"):  # counts only: no memory, no initialisation
+        model = create_model(name, num_classes=num_classes, **options)
+    return count_params(model), count_weights_paper(model)
+
+
+def _supplement(name: str, num_classes: int) -> float | None:
+    """The supplement's Table 1 count for preset ``name``; None where it prints none or for another class count."""
+    return SUPPLEMENT_TABLE1.get(name) if num_classes == 400 else None
+
+
+def one_module_variant(name: str, num_classes: int = 400) -> dict:
+    """Preset ``name`` with the single res3 module of ``ONE_MODULE_VARIANTS``: its counts and its increment in
+    weights over the base model (C2D-R18), beside the supplement's figure for the preset."""
+    spec = ONE_MODULE_VARIANTS[name]
+    params, weights = _paper_weights(name, num_classes, **spec["options"])
+    _, base = _paper_weights(spec["base"], num_classes)
+    options = {key: {stage: list(blocks) for stage, blocks in value.items()} for key, value in spec["options"].items()}
+    return {"options": options, "base": spec["base"], "params": params, "params_paper": weights / 2**20,
+            "increment_weights": weights - base, "paper": _supplement(name, num_classes)}
+
+
 def model_table(num_classes: int = 400) -> list[dict]:
-    """One row per preset: name, all parameters, and the paper's count (conv + fc weights + fc bias, in 2^20)."""
+    """One row per preset: name, all parameters, our count in the supplement's convention (2^20), the supplement's
+    printed count (``paper``; None where it prints none, and for any class count but its 400) and, for NL-R18 and
+    CPNet-R18, the one-module variant that the supplement's figure corresponds to (``one_module``)."""
     rows = []
     for name in list_models():
-        with torch.device("meta"):  # counts only: no memory, no initialisation
-            model = create_model(name, num_classes=num_classes)
-        rows.append({"name": name, "params": count_params(model), "params_paper": count_params_paper(model)})
+        params, weights = _paper_weights(name, num_classes)
+        row = {"name": name, "params": params, "params_paper": weights / 2**20,
+               "paper": _supplement(name, num_classes)}
+        if name in ONE_MODULE_VARIANTS:
+            row["one_module"] = one_module_variant(name, num_classes)
+        rows.append(row)
     return rows
 
 
 def _trunc2(value: float) -> str:
     """Truncate (not round) to two decimals, as the supplement prints its counts."""
     return f"{math.floor(value * 100) / 100:.2f}"
+
+
+def _paper(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,8 +78,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'model':<12} {'params (M)':>11} {'paper count (2^20)':>19}")
+    width = max(len(row["name"]) for row in rows)
+    print(f"{'model':<{width}} {'params (M)':>11} {'paper count (2^20)':>19} {'supp.':>6}")
     for row in rows:
-        print(f"{row['name']:<12} {row['params'] / 1e6:>11.2f} {_trunc2(row['params_paper']):>19}")
-    print("paper count: conv weights + fc weight + fc bias, in units of 2^20 (the supplement's convention)")
+        print(f"{row['name']:<{width}} {row['params'] / 1e6:>11.2f} {_trunc2(row['params_paper']):>19} "
+              f"{_paper(row['paper']):>6}")
+    print(FOOTNOTE)
+    print()
+    print("one-module variants: the supplement's NL-R18 and CPNet-R18 counts are C2D-R18 plus one res3 module")
+    print(f"{'variant':<{width}} {'options':<26} {'paper count (2^20)':>19} {'+ weights':>10} {'supp.':>6}")
+    for row in rows:
+        if "one_module" in row:
+            v = row["one_module"]
+            options = json.dumps(v["options"], separators=(",", ":"))
+            print(f"{row['name']:<{width}} {options:<26} {v['params_paper']:>19.4f} {v['increment_weights']:>+10,} "
+                  f"{_paper(v['paper']):>6}")
     return 0

@@ -1,4 +1,5 @@
-"""`cpnet visualize`: a CP module's correspondence proposals on one clip, and the channels each proposal wins."""
+"""`cpnet visualize`: a CP module's correspondence proposals on one clip, and the activated channels each proposal
+wins (supp. §H: a channel counts when its max-pooled value is positive after the ReLU)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from cpnet.reports.tables import text_table, write_csv
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("visualize", help="draw a CP module's proposals and the channels each one wins",
+    p = subparsers.add_parser("visualize", help="draw a CP module's proposals and the activated channels each wins",
                               description="Run a trained checkpoint on one video or frame folder (centre clip, "
                                           "centre crop, as `cpnet predict`), capture one CP module with hooks, and "
                                           "draw each query point's k proposals in the other frames, sized and "
-                                          "coloured by how many output channels of the max-pool each wins.")
+                                          "coloured by how many output channels of the max-pool each wins among the "
+                                          "activated ones (positive after the ReLU; supp. §H). correspondences.csv: "
+                                          "active_wins per proposal, active (activated channels of the query "
+                                          "point) and width (mlp[-1]).")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `cpnet train`")
     p.add_argument("--input", required=True, help="video file or folder of frames")
     p.add_argument("--module", help="qualified CP module name, e.g. layer2.0.cp (default: the first)")
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows))
         return 0
     print(title)
-    print(text_table(rows, ["query", "query_t", "query_h", "query_w", "proposal", "t", "h", "w", "wins", "width"]))
+    columns = ["query", "query_t", "query_h", "query_w", "proposal", "t", "h", "w", "active_wins", "active", "width"]
+    print(text_table(rows, columns))
     for path in files:
         print(f"wrote {path}")
     return 0

@@ -13,8 +13,10 @@ Parameters map by name (our ResNet keeps torchvision's names). A 2D conv kernel 
 (O, I, 1, kh, kw) unchanged, and into a C3D conv (O, I, t, kh, kw) inflated: repeated over time and divided by t,
 so a temporally constant clip gives the 2D response away from the clip's ends. The fc loads only when its shape
 matches (1000 classes). Parameters only our model has (CP, non-local, SMART) keep their init. A conv replaced by a
-SMART block cannot take the 2D kernel, and the BN after it normalises the SMART fusion rather than that conv, so both
-are skipped. Any other shape mismatch is an error, since it means the checkpoint is not the architecture asked for.
+SMART block (ARTNet's stem and the second conv of every block of res2–res4) is skipped with the BN after it: that BN
+now normalises the block's 1×1×1 fusion of 1.5C channels, not the conv's output, and the SMART branches keep their
+init (ARTNet trains them from scratch; its fixed pair pooling is a buffer and never loads). Any other shape mismatch
+is an error, since it means the checkpoint is not the architecture asked for.
 """
 
 from __future__ import annotations

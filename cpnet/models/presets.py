@@ -91,7 +91,9 @@ def c3d_r18(num_classes: int = 400, **overrides: Any) -> VideoResNet:
 
 @register_model
 def artnet_r18(num_classes: int = 400, **overrides: Any) -> VideoResNet:
-    """ARTNet R18: C3D R18 with SMART blocks in the stem and as the second conv of every block of res2–res4."""
+    """ARTNet R18: C3D R18 with SMART blocks in the stem and as the second conv of every block of res2–res4 (res5
+    plain 3×3×3), where the released ``112_artnet_resnet_18_deploy.prototxt`` puts them. 33.55 in the supplement's
+    convention (it prints 31.81, C3D's figure; see :mod:`cpnet.models.smart`)."""
     smart = {"smart_stem": True, "smart_at": {"layer1": (0, 1), "layer2": (0, 1), "layer3": (0, 1)}}
     return build({**_R18, "temporal_kernel": 3, **smart}, num_classes, overrides)
 

@@ -1,16 +1,19 @@
-"""Correspondence proposals of one CP module and how many output channels each wins (supp. §H, Figures 6–8).
+"""Correspondence proposals of one CP module and how many activated output channels each wins (supp. §H, Figures
+6–8).
 
-For a query point p the module pools over its k proposals channel by channel: output channel c of p is the value
-of the proposal j with the largest activation in c. ``wins[p, j]`` counts the channels proposal j provides, so
-``Σ_j wins[p, j] = mlp[-1]`` for every point (the supplement's example: a wrong proposal that wins 3 of 64).
-The winner of a channel is the arg-max over k of the last layer's pre-ReLU BatchNorm output; the ReLU is monotone,
-so it is also an arg-max of the pooled value (when all k are ≤ 0 every proposal ties at 0 after the ReLU and the
-pre-ReLU value breaks the tie). Everything comes from one traced forward of the module
-(:func:`cpnet.reports.cp_hooks.capture_cp`).
+For a query point p the module pools over its k proposals channel by channel: output channel c of p is
+max_j relu(z[p, j, c]), z being the last MLP layer's BatchNorm output. A channel is *activated* at p when that value
+is positive, and then *won* by the proposal j with the largest z[p, j, c] (the first one on an exact tie).
+``wins[p, j]`` counts the activated channels proposal j provides, as the supplement counts them (its example: a
+wrong proposal that wins only 3 of 64 channels). A channel whose z is ≤ 0 at every proposal is 0 after the ReLU
+whichever proposal "wins" it, carries nothing from any proposal, and counts for none; so ``Σ_j wins[p, j]`` is the
+number of activated channels at p (``active[p]``), at most ``mlp[-1]``. Everything comes from one traced forward of
+the module (:func:`cpnet.reports.cp_hooks.capture_cp`).
 """
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,30 +27,34 @@ from cpnet.reports.plotting import pyplot
 
 @dataclass
 class Correspondences:
-    """For every search point of one clip: proposals (P, k) as indices into P, channel wins (P, k) summing to
-    ``width`` per point, and the CP response (P,) = L2 norm of CP(s) over channels; the grid is (T, H', W')."""
+    """For every search point of one clip: proposals (P, k) as indices into P, activated channels won (P, k), summing
+    per point to its activated channels ``active`` (P,) ≤ ``width``, and the CP response (P,) = L2 norm of CP(s) over
+    channels; the grid is (T, H', W')."""
 
     grid: tuple[int, int, int]
     proposals: np.ndarray
     wins: np.ndarray
+    active: np.ndarray
     response: np.ndarray
     width: int
 
 
 def channel_wins(last_layer: torch.Tensor, n: int, p: int, k: int) -> torch.Tensor:
-    """(N·P·k, m) pair activations → int64 (N, P, k): how many of the m channels each proposal wins."""
+    """(N·P·k, m) pair activations before the ReLU → int64 (N, P, k): how many of the m channels each proposal
+    wins among the channels activated after the ReLU and max-pool (a channel ≤ 0 at every proposal counts for none)."""
     pre = last_layer.view(n, p, k, -1)  # (N, P, k, m)
-    winner = pre.argmax(dim=2)  # (N, P, m): which proposal each channel's max-pool picks
-    return F.one_hot(winner, k).sum(dim=2)  # (N, P, m, k) → (N, P, k)
+    best, winner = pre.max(dim=2)  # (N, P, m): each channel's max over k and the proposal the max-pool picks
+    active = (best > 0).long()  # relu(best) > 0: the channel is activated at this point
+    return (F.one_hot(winner, k) * active.unsqueeze(-1)).sum(dim=2)  # (N, P, m, k) → (N, P, k)
 
 
 def correspondences(capture: CPCapture, sample: int = 0) -> Correspondences:
     """Proposals, channel wins and responses of clip ``sample`` of a captured batch."""
     idx = capture.proposals  # (N, P, k)
     n, p, k = idx.shape
-    wins = channel_wins(capture.last_layer, n, p, k)
+    wins = channel_wins(capture.last_layer, n, p, k)[sample].numpy()  # (P, k)
     response = capture.search_output.flatten(2).norm(dim=1)  # (N, C, T, H', W') → (N, C, P) → (N, P)
-    return Correspondences(capture.grid, idx[sample].numpy(), wins[sample].numpy(), response[sample].numpy(),
+    return Correspondences(capture.grid, idx[sample].numpy(), wins, wins.sum(axis=1), response[sample].numpy(),
                            int(capture.last_layer.shape[-1]))
 
 
@@ -74,7 +81,9 @@ def strongest_points(corr: Correspondences, count: int) -> list[int]:
 
 
 def correspondence_rows(corr: Correspondences, queries: list[int]) -> list[dict]:
-    """One row per (query point, proposal): positions on the search grid and the channels the proposal wins."""
+    """One row per (query point, proposal): positions on the search grid, ``active_wins`` (the activated output
+    channels the proposal wins), ``active`` (the query point's activated channels, the sum of its proposals'
+    ``active_wins``) and ``width`` (the module's output channels, mlp[-1])."""
     rows = []
     for qi, q in enumerate(queries):
         qt, qh, qw = point_coords(corr.grid, q)
@@ -82,7 +91,7 @@ def correspondence_rows(corr: Correspondences, queries: list[int]) -> list[dict]
             t, h, w = point_coords(corr.grid, int(j))
             rows.append({"query": qi, "query_t": qt, "query_h": qh, "query_w": qw,
                          "response": float(corr.response[q]), "proposal": rank, "t": t, "h": h, "w": w,
-                         "wins": int(wins), "width": corr.width})
+                         "active_wins": int(wins), "active": int(corr.active[q]), "width": corr.width})
     return rows
 
 
@@ -99,7 +108,8 @@ def _arc(x0: float, y0: float, x1: float, y1: float, height: int) -> tuple[np.nd
 def plot_correspondences(frames: np.ndarray, rows: list[dict], grid: tuple[int, int, int], path: str | Path,
                          title: str = "") -> Path:
     """The clip's frames in a row, once per query point: the query (red star) joined to its proposals, each
-    drawn with size and colour by the channels it wins and labelled ``wins/width``.
+    drawn with size and colour by the activated channels it wins and labelled ``active_wins/width``; each panel's
+    title gives the point's activated channels and a note under the figure says what is counted.
 
     frames: uint8 (T, H, W, 3), the frames the model saw; grid: the module's (T, H', W') search grid.
     """
@@ -115,29 +125,33 @@ def plot_correspondences(frames: np.ndarray, rows: list[dict], grid: tuple[int, 
         return ti * (width + gap) + (wi + 0.5) * width / ws - 0.5, (hi + 0.5) * height / hs - 0.5
 
     queries = sorted({r["query"] for r in rows})
-    fig, axes = plt.subplots(len(queries), 1, figsize=(max(6.0, 1.6 * t), 1.9 * len(queries) + 0.6),
-                             squeeze=False)
+    m = rows[0]["width"]  # the module's output channels, the same for every row
+    fig_width, fig_height = max(6.0, 1.6 * t), 1.9 * len(queries) + 0.9
+    fig, axes = plt.subplots(len(queries), 1, figsize=(fig_width, fig_height), squeeze=False)
     cmap = plt.get_cmap("viridis")
     for ax, qi in zip(axes[:, 0], queries):
         mine = [r for r in rows if r["query"] == qi]
-        m = mine[0]["width"]
         ax.imshow(strip)
         qx, qy = xy(mine[0]["query_t"], mine[0]["query_h"], mine[0]["query_w"])
-        for r in sorted(mine, key=lambda r: r["wins"]):
+        for r in sorted(mine, key=lambda r: r["active_wins"]):
             px, py = xy(r["t"], r["h"], r["w"])
-            colour = cmap(r["wins"] / m)
-            ax.plot(*_arc(qx, qy, px, py, height), color=colour, linewidth=0.5 + 2.5 * r["wins"] / m, alpha=0.8)
-            ax.scatter([px], [py], s=15 + 185 * r["wins"] / m, color=colour, edgecolors="white", linewidths=0.5,
-                       zorder=3)
-            ax.annotate(f"{r['wins']}/{m}", (px, py), xytext=(3, 3), textcoords="offset points", fontsize=6,
+            share = r["active_wins"] / m
+            colour = cmap(share)
+            ax.plot(*_arc(qx, qy, px, py, height), color=colour, linewidth=0.5 + 2.5 * share, alpha=0.8)
+            ax.scatter([px], [py], s=15 + 185 * share, color=colour, edgecolors="white", linewidths=0.5, zorder=3)
+            ax.annotate(f"{r['active_wins']}/{m}", (px, py), xytext=(3, 3), textcoords="offset points", fontsize=6,
                         color="yellow")
         ax.scatter([qx], [qy], marker="*", s=160, color="red", edgecolors="white", linewidths=0.6, zorder=4)
-        ax.set_title(f"query {qi}: t={mine[0]['query_t']} h={mine[0]['query_h']} w={mine[0]['query_w']} "
-                     f"(response {mine[0]['response']:.3g})", fontsize=8)
+        q = mine[0]
+        ax.set_title(f"query {qi}: t={q['query_t']} h={q['query_h']} w={q['query_w']} (response "
+                     f"{q['response']:.3g}; {q['active']} of {m} channels activated)", fontsize=8)
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    note = (f"a/{m}: the proposal wins a of the {m} output channels, counting only activated channels (max-pooled "
+            "value > 0 after the ReLU); a channel ≤ 0 at every proposal counts for none")
+    fig.text(0.5, 0.01, textwrap.fill(note, int(fig_width * 17)), ha="center", va="bottom", fontsize=6)
+    fig.tight_layout(rect=(0, 0.3 / fig_height, 1, 1))  # keep 0.3 in for the note
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

@@ -1,4 +1,4 @@
-"""Non-local block and its attention op; the SMART block."""
+"""Non-local block and its attention op (the SMART block: tests/models/test_smart.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from cpnet.models.nonlocal_block import NonLocalBlock
-from cpnet.models.smart import SMARTBlock, matched_relation_channels
 from cpnet.ops.attention import embedded_gaussian_attention
 
 
@@ -48,25 +47,3 @@ def test_nonlocal_uses_half_channels():
     block = NonLocalBlock(16)
     assert block.theta.out_channels == block.phi.out_channels == block.g.out_channels == 8
     assert block.out.weight.shape == (16, 8, 1, 1, 1)
-
-
-@pytest.mark.parametrize("channels", [64, 128, 256])
-def test_smart_block_matches_the_3d_conv_it_replaces(channels):
-    with torch.device("meta"):
-        smart = SMARTBlock(channels, channels)
-    weights = sum(p.numel() for n, p in smart.named_parameters() if p.dim() == 5)
-    conv3d = channels * channels * 27
-    assert abs(weights - conv3d) / conv3d < 0.005
-    assert smart.relation.out_channels == matched_relation_channels(channels, channels, (3, 3, 3),
-                                                                    channels // 2, channels // 2)
-    assert smart.relation.out_channels == 25 * channels // 32
-
-
-def test_smart_block_shapes_and_relation_is_squared():
-    torch.manual_seed(0)
-    smart = SMARTBlock(4, 6, (3, 3, 3), (1, 2, 2)).eval()
-    x = torch.randn(1, 4, 5, 9, 9)
-    assert smart(x).shape == (1, 6, 5, 5, 5)
-    # The relation branch is even in its conv's response: negating the input leaves it unchanged.
-    rel = smart.cross_pool(smart.relation(x).square())
-    torch.testing.assert_close(smart.cross_pool(smart.relation(-x).square()), rel)

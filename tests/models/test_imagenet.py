@@ -107,6 +107,16 @@ def test_artnet_loads_around_smart_blocks(tmp_path):
     assert "layer1.0.bn2.weight" in report.missing and "layer2.1.conv2.relation.weight" in report.missing
     assert report.unexpected == []
     assert torch.equal(model.layer4[1].bn2.running_mean, ref.layer4[1].bn2.running_mean)
+    # Exactly the stem and the second conv of every block of res2–res4 are SMART: those convs and their BNs are the
+    # only file entries skipped; every other conv is inflated (res5 is plain 3×3×3), every SMART entry keeps its init.
+    smart = ["conv1", *(f"layer{s}.{b}.conv2" for s in (1, 2, 3) for b in (0, 1))]
+    bns = ["bn1", *(f"layer{s}.{b}.bn2" for s in (1, 2, 3) for b in (0, 1))]
+    assert {k.rsplit(".", 1)[0] for k in report.skipped} == set(smart) | set(bns)
+    kernels = {k for k, v in ref.state_dict().items() if v.dim() == 4 and v.shape[-1] > 1}  # the k×k convs
+    assert set(report.inflated) == {k for k in kernels if k.rsplit(".", 1)[0] not in smart}
+    inside = [k for k in model.state_dict() if k.split(".")[0] == "conv1" or any(k.startswith(f"{m}.") for m in smart)]
+    assert inside and {k for k in inside if not k.endswith("num_batches_tracked")} <= set(report.missing)
+    assert not any(".pool.weight" in k for k in model.state_dict())  # the fixed pooling is not a checkpoint entry
 
 
 def test_shape_mismatch_names_key_and_shapes(tmp_path):

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from cpnet.models.params import count_params, count_params_paper
+from cpnet.models.params import (
+    ONE_MODULE_VARIANTS,
+    SUPPLEMENT_TABLE1,
+    count_params,
+    count_params_paper,
+    count_weights_paper,
+)
 from cpnet.models.registry import create_model
 
 
@@ -25,9 +31,37 @@ def test_supplement_counts(name, paper):
     assert _truncated(count_params_paper(_full(name))) == paper
 
 
-def test_artnet_matches_c3d_within_one_percent():
-    artnet, c3d = count_params_paper(_full("artnet_r18")), count_params_paper(_full("c3d_r18"))
-    assert abs(artnet - c3d) / c3d < 0.01
+def test_supplement_table_is_what_the_supplement_prints():
+    assert SUPPLEMENT_TABLE1 == {"c2d_r18": 10.84, "c3d_r18": 31.81, "artnet_r18": 31.81, "nl_r18": 10.88,
+                                 "cpnet_r18": 10.86}
+
+
+@pytest.mark.parametrize("name, ours", [("artnet_r18", 33.55), ("nl_r18", 12.15), ("cpnet_r18", 11.58)])
+def test_counts_the_supplement_does_not_print(name, ours):
+    # ARTNet: the faithful SMART block (tests/models/test_smart.py); NL and CPNet: six modules, not one.
+    assert _truncated(count_params_paper(_full(name))) == ours != SUPPLEMENT_TABLE1[name]
+
+
+@pytest.mark.parametrize("name, weights", [("cpnet_r18", 18_528), ("nl_r18", 32_768)])
+def test_one_res3_module_is_the_supplements_increment(name, weights):
+    spec = ONE_MODULE_VARIANTS[name]
+    one = count_weights_paper(_full(name, **spec["options"]))
+    base = count_weights_paper(_full(spec["base"]))
+    assert spec["base"] == "c2d_r18" and one - base == weights
+    # CP, MLP [32, 64] at C = 128: (2C + 3)·32 + 32·64 + 64·128; NL at C = 128: θ, φ, g to C/2 and back.
+    assert weights == {"cpnet_r18": 259 * 32 + 32 * 64 + 64 * 128, "nl_r18": 3 * 128 * 64 + 64 * 128}[name]
+    # C2D-R18 + one module is the printed figure to its last digit (NL: 10.8765, printed 10.88, truncates to 10.87)
+    assert abs(one / 2**20 - SUPPLEMENT_TABLE1[name]) < 0.01
+
+
+def test_the_presets_have_six_modules_each():
+    c2d = count_weights_paper(_full("c2d_r18"))
+    stages = (128, 256, 512)  # C of res3, res4, res5, two blocks each
+    # NL at C: θ, φ, g (C → C/2) and the output (C/2 → C) = 2C².
+    assert count_weights_paper(_full("nl_r18")) - c2d == sum(2 * 2 * c * c for c in stages)
+    # CP at C with MLP [C/4, C/2]: (2C + 3)·C/4 + C/4·C/2 + C/2·C.
+    cp = sum(2 * ((2 * c + 3) * c // 4 + c // 4 * c // 2 + c // 2 * c) for c in stages)
+    assert count_weights_paper(_full("cpnet_r18")) - c2d == cp
 
 
 @pytest.mark.parametrize("name, total", [("c2d_r18", 11_689_512), ("c2d_r34", 21_797_672),

@@ -14,9 +14,9 @@ from cpnet.app.config import config_from_dict, config_to_dict
 from cpnet.cli import main
 from cpnet.engine.checkpoint import atomic_save, make_checkpoint
 from cpnet.ops.video import pair_features, point_coords
-from cpnet.reports.cp_hooks import capture_cp, neighbours, search_points
+from cpnet.reports.cp_hooks import CPCapture, capture_cp, neighbours, search_points
 from cpnet.reports.tables import read_csv
-from cpnet.reports.visualize import channel_wins, correspondences, point_index
+from cpnet.reports.visualize import channel_wins, correspondence_rows, correspondences, point_index
 from tests.data.media import write_frame_folder
 
 OPTIONS = {"width": 4, "layers": [1, 1, 1, 1], "stem_stride": 1, "cp_at": {"layer2": [0]}, "cp_k": 4,
@@ -34,9 +34,28 @@ def tiny_model(**extra) -> torch.nn.Module:
 
 
 def test_channel_wins_by_hand():
-    # one point, k = 3 proposals, 4 channels: proposal 0 wins channels 0 and 3, proposal 2 wins 1 and 2
-    pre = torch.tensor([[5.0, 0.0, -1.0, 9.0], [1.0, 1.0, -3.0, 2.0], [0.0, 4.0, -0.5, 1.0]])  # (k, m)
-    assert channel_wins(pre, 1, 1, 3).tolist() == [[[2, 0, 2]]]
+    # one point, k = 3 proposals, 5 channels (pre-ReLU): proposal 0 wins channels 0 and 3, proposal 2 wins 1.
+    # Channel 2 (max −0.5) and channel 4 (max exactly 0) are 0 after the ReLU: activated by no proposal, counted for
+    # none, although an arg-max before the ReLU would hand them to proposals 2 and 0.
+    pre = torch.tensor([[5.0, 0.0, -1.0, 9.0, 0.0],
+                        [1.0, 1.0, -3.0, 2.0, -1.0],
+                        [0.0, 4.0, -0.5, 1.0, 0.0]])  # (k, m)
+    assert channel_wins(pre, 1, 1, 3).tolist() == [[[2, 0, 1]]]
+    assert channel_wins(-pre.abs() - 1, 1, 1, 3).tolist() == [[[0, 0, 0]]]  # nothing activated: no wins at all
+
+
+def test_rows_count_activated_channels_of_a_hand_built_trace():
+    # N = 1 clip, grid (2, 1, 1): P = 2 points, k = 1 proposal each (the other frame), m = 3 channels.
+    # point 0's pair activates channels 0 and 2; point 1's activates none (values ≤ 0 after BN, 0 after the ReLU).
+    last = torch.tensor([[0.7, -0.2, 1.5], [0.0, -4.0, -0.1]])  # (N·P·k, m)
+    capture = CPCapture(name="layer2.0.cp", module=None, inputs=torch.zeros(1, 4, 2, 1, 1), last_layer=last,
+                        output=torch.zeros(1, 4, 2, 1, 1), grid=(2, 1, 1), proposals=torch.tensor([[[1], [0]]]),
+                        search_output=torch.tensor([[1.0, 2.0]]).view(1, 1, 2, 1, 1).expand(1, 4, 2, 1, 1))
+    corr = correspondences(capture)
+    assert corr.wins.tolist() == [[2], [0]] and corr.active.tolist() == [2, 0] and corr.width == 3
+    rows = correspondence_rows(corr, [0, 1])
+    assert [(r["active_wins"], r["active"], r["width"]) for r in rows] == [(2, 2, 3), (0, 0, 3)]
+    assert "wins" not in rows[0]  # the column says what it counts
 
 
 @pytest.mark.parametrize("extra", [{}, {"cp_shrink": {"layer2": 2}, "cp_mlp": [3, 5]}])
@@ -62,7 +81,10 @@ def test_capture_matches_an_independent_recomputation(extra):
 
     corr = correspondences(cap, sample=1)
     assert corr.grid == (t, hs, ws) and corr.width == cp.mlp[-1]
-    assert (corr.wins.sum(axis=1) == cp.mlp[-1]).all()  # every point: the channels split among its proposals
+    # every point: its activated channels (positive after the ReLU and the max over k) split among its proposals
+    activated = (F.relu(h[1]).amax(dim=1) > 0).sum(dim=-1)  # (P, k, m) → (P, m) → (P,)
+    assert (corr.wins.sum(axis=1) == corr.active).all() and (corr.active == activated.numpy()).all()
+    assert 0 < corr.active.sum() < corr.active.size * cp.mlp[-1]  # some channels are activated, not all of them
     frame = np.arange(t * hs * ws) // (hs * ws)
     assert (frame[corr.proposals] != frame[:, None]).all()  # proposals lie in other frames
     assert corr.response == pytest.approx(cap.output[1, :, :, ::cp.shrink or 1, ::cp.shrink or 1]
@@ -94,7 +116,8 @@ def test_cli_prints_what_it_writes(checkpoint, tmp_path, capsys):
     assert shown == [{key: r[key] for key in header} for r in table]
     assert [(r["query_t"], r["query_h"], r["query_w"]) for r in table[::4]] == [("1", "2", "3"), ("3", "7", "7")]
     for q in range(2):
-        assert sum(int(r["wins"]) for r in table if r["query"] == str(q)) == int(table[0]["width"]) == 4
+        mine = [r for r in table if r["query"] == str(q)]
+        assert sum(int(r["active_wins"]) for r in mine) == int(mine[0]["active"]) <= int(table[0]["width"]) == 4
 
     assert main(["visualize", "--checkpoint", str(ck), "--input", str(clip), "--out", str(out), "--num-points", "3",
                  "--json"]) == 0
