@@ -1,4 +1,5 @@
-"""Modules that own parameters: the CP module, non-local and SMART blocks, the one video ResNet, presets.
+"""Modules that own parameters: the CP module, non-local and SMART blocks, the one video ResNet, presets; and their
+weights files (``weights``: cpnet checkpoints and ``.safetensors``, read for ``create_model(pretrained=...)``).
 
 Import order is the dependency order: ``registry`` (the dict, the decorator, ``create_model``) imports no model;
 ``presets`` imports ``registry`` and ``resnet`` and registers every preset on import, here, so that
@@ -14,6 +15,7 @@ from cpnet.models.params import count_params, count_params_paper
 from cpnet.models.registry import create_model, list_models, register_model
 from cpnet.models.resnet import VideoResNet
 from cpnet.models.smart import SMARTBlock
+from cpnet.models.weights import load_weights, save_safetensors
 
 __all__ = [
     "MAX_PARAMS",
@@ -28,6 +30,8 @@ __all__ = [
     "create_model",
     "list_models",
     "load_imagenet",
+    "load_weights",
     "max_params",
     "register_model",
+    "save_safetensors",
 ]

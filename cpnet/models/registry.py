@@ -9,16 +9,20 @@ presets here; Python runs that package ``__init__`` before any of its submodules
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
 from cpnet.models.bounds import PARAMS_ENV, max_params, params_on_meta
+from cpnet.models.weights import check_fits, load_weights
 
 __all__ = ["create_model", "list_models", "register_model"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+HEAD = "fc"  # the classifier of every preset (VideoResNet.fc); left fresh when the class count changes
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -35,8 +39,16 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, num_classes: int = 400, **overrides: Any) -> nn.Module:
-    """Build the preset ``name`` with ``num_classes`` outputs; ``overrides`` replace the preset's settings.
+def create_model(name: str, num_classes: int | None = None, pretrained: str | Path | None = None,
+                 **overrides: Any) -> nn.Module:
+    """Build the preset ``name`` with ``num_classes`` outputs (400 by default); ``overrides`` replace the preset's
+    settings.
+
+    ``pretrained``: a cpnet checkpoint (``.pt``, loaded with ``weights_only=True``) or a ``.safetensors`` file from
+    ``cpnet export --format safetensors`` (:mod:`cpnet.models.weights`), holding weights of the preset ``name``.
+    Its stored options apply unless ``overrides`` replace them, and ``num_classes`` defaults to its class count.
+    With another class count the classifier keeps its fresh initialisation and a ``UserWarning`` (``warnings.warn``)
+    names both counts; every other weight must fit, or a ValueError names the first key that differs.
 
     Options may come from a file (a checkpoint's ``model.options``), so the model is first laid out on the meta
     device and refused with a ValueError when it would have more than :func:`~cpnet.models.bounds.max_params`
@@ -46,6 +58,41 @@ def create_model(name: str, num_classes: int = 400, **overrides: Any) -> nn.Modu
         close = difflib.get_close_matches(name, list(_MODELS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} (available: {', '.join(sorted(_MODELS))})")
+    if pretrained is None:
+        return _build(name, 400 if num_classes is None else num_classes, overrides)
+    state, meta = load_weights(pretrained)
+    if meta["model_name"] != name:
+        raise ValueError(f"{pretrained} holds a {meta['model_name']!r} model, not {name!r}: create_model("
+                         f"{meta['model_name']!r}, pretrained=...) builds it")
+    theirs = meta["num_classes"] or len(meta["class_names"]) or _head_rows(state)
+    if theirs is None and num_classes is None:
+        raise ValueError(f"{pretrained} records no class count and holds no {HEAD}.weight; pass num_classes")
+    num_classes = theirs if num_classes is None else num_classes
+    model = _build(name, num_classes, {**meta["options"], **overrides})
+    if num_classes != theirs:
+        own = model.state_dict()
+        state = {**{k: v for k, v in state.items() if not k.startswith(HEAD + ".")},
+                 **{k: v for k, v in own.items() if k.startswith(HEAD + ".")}}
+        warnings.warn(f"{pretrained}: new classifier ({HEAD}) for {num_classes} classes, freshly initialised; the "
+                      f"weights were trained for {theirs} classes", UserWarning, stacklevel=2)
+    try:
+        check_fits(model, state, pretrained)
+    except ValueError as e:
+        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        hint = f"; options given here: {given} (the file's: {meta['options']})" if overrides else ""
+        raise ValueError(f"{e}{hint}") from None
+    model.load_state_dict(state)
+    return model
+
+
+def _head_rows(state: dict) -> int | None:
+    """The classifier's output count in a state dict (the rows of its weight), None without one."""
+    weight = state.get(f"{HEAD}.weight")
+    return int(weight.shape[0]) if weight is not None and weight.dim() == 2 else None
+
+
+def _build(name: str, num_classes: int, overrides: dict[str, Any]) -> nn.Module:
+    """The preset ``name`` built with ``overrides``, after counting its parameters on the meta device."""
     build = _MODELS[name]
     limit = max_params()
     options = ", ".join(f"{key}={value!r}" for key, value in {"num_classes": num_classes, **overrides}.items())

@@ -255,6 +255,14 @@ class VideoResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a fresh one with ``num_classes`` outputs (PyTorch's default Linear init, as the
+        constructor's), on the old one's device and dtype; the backbone and the dropout are kept."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        old = self.fc.weight
+        self.fc = nn.Linear(self.num_features, num_classes, device=old.device, dtype=old.dtype)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clip (N, C_in, T, H, W) -> last-stage features (N, num_features, T, H/32, W/32): H/16 with stem_stride 1
         or without stem_pool, H/8 with both."""
