@@ -7,9 +7,18 @@ compares per 16 scores, and a sorted insert only for the few that beat a list's 
 then takes about as long as the half matmul it needs (benchmarks/README.md, "kNN").
 
 The library has no Python or torch headers: plain C with a C ABI, compiled with the system C compiler (``$CC``,
-default ``cc``) in well under a second and loaded with ctypes, cached under ``$CPNET_CACHE_DIR`` (default
-``$XDG_CACHE_HOME/cpnet`` or ``~/.cache/cpnet``) by a hash of the source, compiler and flags. Where no compiler
-works, the kNN falls back to its pure-torch path with one warning.
+split like a shell command line, default ``cc``) in well under a second and loaded with ctypes. It is cached in
+``$CPNET_CACHE_DIR`` when set, then in ``$XDG_CACHE_HOME/cpnet`` or ``~/.cache/cpnet``, named by the compiler and
+a hash of the sources, compiler and flags, so libraries of different compilers coexist.
+
+What is loaded: a cache folder is used only when it is a real folder (not a symbolic link) owned by this user and
+writable by no one else, inside folders that only this user or root can change (or sticky ones, like /tmp); the
+folders it creates are mode 0700. Each build records the library's SHA-256 in ``<library>.sha256`` beside it. A
+cached library is loaded only when it and its record are regular files that pass the same owner and mode checks
+and its content has the recorded hash; otherwise it is rebuilt, never loaded, and one warning names the file and
+the reason. Where no cache folder can be used, the library is built in a folder private to this process
+(tempfile.mkdtemp) that is deleted once the library is loaded; where no compiler works, the kNN falls back to its
+pure-torch path with one warning.
 
 ``CPNET_KNN_BACKEND`` chooses: ``auto`` (default: native on CPU when it builds), ``native`` (an error when it does
 not build), ``torch`` (never build or load it).
@@ -21,9 +30,14 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
+import shlex
+import shutil
+import stat
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -32,15 +46,23 @@ import torch
 __all__ = ["BACKENDS", "available", "backend_from_env", "build_error", "load", "threading_kind", "update"]
 
 BACKENDS = ("auto", "native", "torch")
-ABI_VERSION = 2
+ABI_VERSION = 3
 _SOURCES = ("knn_select.c", "knn_select_impl.h")
 _FLAGS = ("-O3", "-shared", "-fPIC", "-pthread", "-std=c99", "-D_POSIX_C_SOURCE=200112L")
 # OpenMP when the compiler has it: the library then shares torch's libgomp (loaded already under the same soname
 # from torch's Linux wheel) and its worker threads. Measured at 2 threads: the selection took twice as long on
 # fresh POSIX threads, which competed with torch's OpenMP workers still spinning after each matmul.
 _THREADING_FLAGS = (("-fopenmp",), ())
+_TEMP_PREFIX = ".knn_select-"  # a build's temporaries (the library and its hash record before their renames)
+_STALE_TEMP_SECONDS = 600  # a temporary this old is a killed build's: a build takes about a second
+_UNNAMED = re.compile(r"knn_select-[0-9a-f]{16}\.so")  # libraries named before the compiler was in the name
+_STATUS = {-2: "frame_points applies to row updates only", -3: "k must be at least 1"}
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "lib": the loaded library, or "error": why it could not be had
+
+
+class _Refused(RuntimeError):
+    """A folder or file that someone else could have written, or a library without its recorded hash."""
 
 
 def backend_from_env() -> str:
@@ -52,64 +74,221 @@ def backend_from_env() -> str:
 
 
 def _cache_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("CPNET_CACHE_DIR"):
-        dirs.append(Path(os.environ["CPNET_CACHE_DIR"]))
+    """The cache folders to try in turn: ``$CPNET_CACHE_DIR`` when set, then the user's cache folder. No folder
+    where the platform has no user ids to check owners by: only the private folder of ``_build`` is used there."""
+    if not hasattr(os, "getuid"):
+        return []
+    dirs = [Path(os.environ["CPNET_CACHE_DIR"])] if os.environ.get("CPNET_CACHE_DIR") else []
     xdg = os.environ.get("XDG_CACHE_HOME")
-    dirs.append(Path(xdg) / "cpnet" if xdg else Path.home() / ".cache" / "cpnet")
-    dirs.append(Path(tempfile.gettempdir()) / f"cpnet-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
-    return dirs
-
-
-def _compile(out_dir: Path, cmd: list[str], target: Path) -> None:
-    """Run the compile command into ``target`` atomically: a temporary name, then a rename (concurrent builds by
-    several processes, e.g. DDP ranks, each produce a whole file)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".knn_select-", suffix=".so", dir=out_dir)
-    os.close(fd)
     try:
-        done = subprocess.run([*cmd, "-o", tmp], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
-        os.replace(tmp, target)
+        home = Path(xdg) / "cpnet" if xdg else Path.home() / ".cache" / "cpnet"
+    except RuntimeError:  # no home folder to be found
+        return dirs
+    return dirs + [home] if home.is_absolute() else dirs
+
+
+def _compiler() -> list[str]:
+    """``$CC`` split like a shell command line ("ccache gcc" is a launcher and its compiler); ``cc`` by default."""
+    try:
+        return shlex.split(os.environ.get("CC", "")) or ["cc"]
+    except ValueError as err:
+        raise RuntimeError(f"CC={os.environ.get('CC')!r} is not a command line: {err}") from None
+
+
+def _library_name(words: list[str], flags: tuple[str, ...], src: Path) -> tuple[str, str]:
+    """(family, file name). The family ``knn_select-<compiler>-<8 hex>-`` stands for the compiler (its words and
+    the programs they resolve to on PATH); the 16 hex after it hash the sources, compiler, flags and platform."""
+    programs = [shutil.which(word) or word for word in words]
+    compiler = hashlib.sha256("\0".join([*words, *programs]).encode()).hexdigest()[:8]
+    slug = re.sub(r"[^A-Za-z0-9.+_-]+", "_", "-".join(os.path.basename(word) for word in words))[:32]
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        digest.update((src / name).read_bytes())
+    digest.update("\0".join((*words, *programs, *flags, platform.machine(), platform.system())).encode())
+    family = f"knn_select-{slug}-{compiler}-"
+    return family, f"{family}{digest.hexdigest()[:16]}.so"
+
+
+def _check_private(path: Path, st: os.stat_result, what: str) -> None:
+    """Refuse ``path`` (its stat ``st``) unless it is no symbolic link, is owned by this user and is writable by
+    no one else."""
+    if stat.S_ISLNK(st.st_mode):
+        raise _Refused(f"{what} {path} is a symbolic link")
+    if st.st_uid != os.getuid():
+        raise _Refused(f"{what} {path} is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})")
+    if st.st_mode & 0o022:
+        raise _Refused(f"{what} {path} is writable by its group or others (mode {stat.S_IMODE(st.st_mode):o})")
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, mode 0700; refuse it unless it is a private folder (see
+    _check_private) whose parents, links resolved, belong to this user or root and are writable by no one else
+    or sticky (like /tmp). No other user, root aside, can then add, replace or rename anything in it."""
+    missing, path = [], folder
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+        raise NotADirectoryError(f"{folder} is not a folder")
+    _check_private(folder, st, "cache folder")
+    real = Path(os.path.realpath(folder.parent))
+    for parent in (real, *real.parents):
+        st = os.stat(parent)
+        if st.st_uid not in (os.getuid(), 0):
+            raise _Refused(f"cache folder {folder} is inside {parent}, owned by uid {st.st_uid}")
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise _Refused(f"cache folder {folder} is inside {parent}, writable by its group or others "
+                           f"(mode {stat.S_IMODE(st.st_mode):o}, not sticky)")
+
+
+def _read_private(path: Path, what: str) -> bytes:
+    """The bytes of ``path``, refused unless it is a regular file that passes _check_private (checked again on
+    the open file, so the bytes read are those of the file checked)."""
+    _check_private(path, os.lstat(path), what)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as file:
+        st = os.fstat(file.fileno())
+        _check_private(path, st, what)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Refused(f"{what} {path} is not a regular file")
+        return file.read()
+
+
+def _record_path(library: Path) -> Path:
+    """Where the SHA-256 of ``library`` is recorded (one line in ``sha256sum`` format)."""
+    return library.with_name(library.name + ".sha256")
+
+
+def _load_cached(target: Path) -> ctypes.CDLL | None:
+    """The cached library ``target``, None when there is none; _Refused, before any dlopen, when it or its hash
+    record is not private or its content does not have the recorded SHA-256. Its folder has passed
+    _prepare_folder, so only this user can change the file between the hash and the dlopen."""
+    if not os.path.lexists(target):
+        return None
+    digest = hashlib.sha256(_read_private(target, "library")).hexdigest()
+    record = _record_path(target)
+    if not os.path.lexists(record):
+        raise _Refused(f"library {target} has no recorded SHA-256 ({record.name} is missing)")
+    if _read_private(record, "hash record").decode("ascii", "replace").split()[:1] != [digest]:
+        raise _Refused(f"library {target} does not have the SHA-256 recorded in {record.name}")
+    return ctypes.CDLL(str(target))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary in its folder and a rename: readers see the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
 
 
-def _remove_stale(out_dir: Path, keep: Path) -> None:
-    """Delete libraries built from other versions of the sources (a process that has one loaded keeps it)."""
-    for old in out_dir.glob("knn_select-*.so"):
-        if old != keep:
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporaries of builds killed midway: ours, and older than _STALE_TEMP_SECONDS (a younger one may
+    be a concurrent build's)."""
+    for old in folder.glob(_TEMP_PREFIX + "*"):
+        try:
+            st = os.lstat(old)
+            if st.st_uid == os.getuid() and time.time() - st.st_mtime > _STALE_TEMP_SECONDS:
+                old.unlink()
+        except OSError:
+            pass
+
+
+def _remove_other_versions(folder: Path, family: str, keep: Path) -> None:
+    """Delete the compiler's libraries built from other sources or flags, with their hash records, and libraries
+    named before compilers had their own names; other compilers' libraries stay. A process that has one loaded
+    keeps it."""
+    for old in folder.glob("knn_select-*"):
+        if (old.name.startswith(family) and old.name not in (keep.name, _record_path(keep).name)) or \
+                _UNNAMED.fullmatch(old.name):
             try:
                 old.unlink()
             except OSError:
                 pass
 
 
-def _build() -> ctypes.CDLL:
-    """Find or compile the library: with OpenMP first (threads shared with torch's runtime), else plain pthreads."""
-    compiler = os.environ.get("CC", "cc")
+def _compile(cmd: list[str], target: Path) -> ctypes.CDLL:
+    """Compile into a temporary in ``target``'s folder, load that very file, record its SHA-256 and rename it to
+    ``target``: the process uses the library it built, whatever a concurrent build (another DDP rank) renames over
+    ``target``. A failed or interrupted build removes its temporary."""
+    _remove_stale_temporaries(target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([*cmd, "-o", tmp], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{shlex.join(cmd)} failed: {done.stderr.strip()[-500:]}")
+        os.chmod(tmp, 0o700)  # the linker creates its output with the umask's mode, which may let the group write
+        digest = hashlib.sha256(_read_private(Path(tmp), "library")).hexdigest()
+        lib = ctypes.CDLL(tmp)
+        _write_atomic(_record_path(target), f"{digest}  {target.name}\n")
+        os.replace(tmp, target)
+        return lib
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _build_in(folder: Path, words: list[str], refused: list[str], errors: list[str]) -> ctypes.CDLL | None:
+    """The library from ``folder``: the cached one when it checks out, else compiled there, with OpenMP first
+    (threads shared with torch's runtime), else plain pthreads. None when the folder or every build fails; the
+    reasons are appended to ``refused`` (security refusals) and ``errors`` (the rest)."""
     src = Path(__file__).parent / "csrc"
-    errors = []
-    for out_dir in _cache_dirs():
-        for extra in _THREADING_FLAGS:
-            flags = (*_FLAGS, *extra)
-            digest = hashlib.sha256()
-            for name in _SOURCES:
-                digest.update((src / name).read_bytes())
-            digest.update(" ".join((compiler, *flags, platform.machine(), platform.system())).encode())
-            target = out_dir / f"knn_select-{digest.hexdigest()[:16]}.so"
+    try:
+        _prepare_folder(folder)
+    except _Refused as why:
+        refused.append(str(why))
+        return None
+    except OSError as err:
+        errors.append(f"{folder}: {err}")
+        return None
+    for extra in _THREADING_FLAGS:
+        flags = (*_FLAGS, *extra)
+        family, name = _library_name(words, flags, src)
+        target = folder / name
+        try:
             try:
-                if not target.exists():
-                    _compile(out_dir, [compiler, *flags, str(src / _SOURCES[0]), "-lm"], target)
-                    _remove_stale(out_dir, keep=target)
-                lib = ctypes.CDLL(str(target))
-            except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-                errors.append(f"{out_dir}: {err}")
-                continue
+                lib = _load_cached(target)
+            except _Refused as why:
+                refused.append(f"{why}; not loaded")
+                lib = None
+            if lib is None:
+                lib = _compile([*words, *flags, str(src / _SOURCES[0]), "-lm"], target)
+                _remove_other_versions(folder, family, keep=target)
             return _declare(lib, target, "openmp" if extra else "pthreads")
-    raise RuntimeError("could not build the native kNN selection: " + "; ".join(errors))
+        except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as err:
+            errors.append(f"{folder}: {err}")
+    return None
+
+
+def _build() -> tuple[ctypes.CDLL, list[str]]:
+    """The library, from the first cache folder that works, else built in a folder private to this process (made
+    by mkdtemp, mode 0700, deleted once the library is loaded); with the refusals met on the way."""
+    words = _compiler()
+    refused: list[str] = []
+    errors: list[str] = []
+    for folder in _cache_dirs():
+        lib = _build_in(folder, words, refused, errors)
+        if lib is not None:
+            return lib, refused
+    private = Path(tempfile.mkdtemp(prefix="cpnet-knn-"))
+    try:
+        lib = _build_in(private, words, refused, errors)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)  # a loaded library stays mapped
+    if lib is None:
+        raise RuntimeError("could not build the native kNN selection: " + "; ".join(refused + errors))
+    return lib, refused
 
 
 def _declare(lib: ctypes.CDLL, path: Path, threads: str) -> ctypes.CDLL:
@@ -122,20 +301,27 @@ def _declare(lib: ctypes.CDLL, path: Path, threads: str) -> ctypes.CDLL:
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_void_p,
                        *[ctypes.c_int64] * 5, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.cpnet_threads = threads  # type: ignore[attr-defined]
+    lib.cpnet_path = str(path)  # type: ignore[attr-defined]
     return lib
 
 
 def load() -> ctypes.CDLL | None:
-    """The native library, built and loaded once per process; None (and one warning) when it cannot be built."""
+    """The native library, built and loaded once per process; None (and one warning) when it cannot be built.
+    Files and folders refused on the way (not private, or not matching their recorded hash) are named in one
+    warning too, also when a library was then built elsewhere."""
     with _lock:
         if "lib" not in _state and "error" not in _state:
+            refused: list[str] = []
             try:
-                _state["lib"] = _build()
+                _state["lib"], refused = _build()
             except (OSError, RuntimeError, AttributeError) as err:
                 _state["error"] = str(err)
                 if backend_from_env() == "auto":
                     warnings.warn(f"cpnet: {err}; the CPU kNN uses its slower pure-torch path "
                                   "(set CPNET_KNN_BACKEND=torch to skip the build)", RuntimeWarning, stacklevel=3)
+            if refused:
+                warnings.warn(f"cpnet: {'; '.join(refused)}; the native kNN selection was loaded from "
+                              f"{_state['lib'].cpnet_path} instead", RuntimeWarning, stacklevel=3)  # type: ignore
         return _state.get("lib")  # type: ignore[return-value]
 
 
@@ -177,6 +363,8 @@ def update(dot: torch.Tensor, sq: torch.Tensor, val: torch.Tensor, idx: torch.Te
             raise ValueError("native kNN update needs contiguous CPU tensors")
     n, r, c = dot.shape
     _, p, k = val.shape
+    if k < 1:
+        raise ValueError(f"native kNN update: k (the last dimension of val and idx) must be at least 1, got {k}")
     if sq.dtype != dot.dtype or val.dtype != dot.dtype or idx.dtype != torch.long or val.shape != idx.shape:
         raise ValueError("native kNN update: sq and val must have dot's dtype, idx must be int64 and val's shape")
     if sq.shape != (n, p) or val.shape[0] != n or not (0 <= row0 <= p - r and 0 <= col0 <= p - c):
@@ -187,4 +375,4 @@ def update(dot: torch.Tensor, sq: torch.Tensor, val: torch.Tensor, idx: torch.Te
     status = fn(dot.data_ptr(), sq.data_ptr(), n, r, c, val.data_ptr(), idx.data_ptr(), p, k, row0, col0,
                 frame_points, int(rows), int(cols), torch.get_num_threads())
     if status != 0:
-        raise RuntimeError(f"native kNN update failed with status {status}")
+        raise RuntimeError(f"native kNN update failed with status {status} ({_STATUS.get(status, 'unknown')})")

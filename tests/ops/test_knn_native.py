@@ -1,7 +1,12 @@
 """The native (compiled C) selection of the CPU kNN: equal to the torch backend and the oracle, threads and tiles,
-non-finite fallback, backend choice, and a missing compiler."""
+non-finite fallback, backend choice, a missing compiler, and k = 0 refused on both sides of the C call."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +125,30 @@ def test_pthreads_build_without_openmp_matches(tmp_path, monkeypatch: pytest.Mon
     x = torch.randn(2, 6 * 30, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
     for method in ("rows", "pairs"):
         assert torch.equal(cross_frame_knn(x, 6, 7, method=method, backend="native"), cross_frame_knn_dense(x, 6, 7))
+
+
+K_ZERO = """
+import json, torch
+from cpnet.ops import native
+dot, sq = torch.randn(1, 2, 2, dtype=torch.float64), torch.zeros(1, 4, dtype=torch.float64)
+val, idx = torch.empty(1, 4, 0, dtype=torch.float64), torch.empty(1, 4, 0, dtype=torch.long)
+try:
+    native.update(dot, sq, val, idx, 0, 2, rows=True, cols=True)
+    error = None
+except ValueError as err:
+    error = str(err)
+fn = native.load().cpnet_knn_update_f64  # the C side, called without the Python checks
+status = [fn(dot.data_ptr(), sq.data_ptr(), 1, 2, 2, val.data_ptr(), idx.data_ptr(), 4, k, 0, 2, 0, 1, 1, 1)
+          for k in (0, -1)]
+print(json.dumps({"error": error, "status": status}))
+"""
+
+
+def test_k_zero_is_refused_in_python_and_in_c() -> None:
+    # In a subprocess: unchecked, k = 0 made the C code write before its lists and crash the process (rc 139).
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", K_ZERO], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["error"] is not None and "k " in result["error"] and "got 0" in result["error"]
+    assert result["status"] == [-3, -3]

@@ -106,5 +106,6 @@ static inline unsigned mask_col_f64(const double *x, double s, const double *b) 
 #undef MASK_ROW
 #undef MASK_COL
 
-/* The ABI version the Python loader checks, so a stale cached library is never used with newer callers. */
-int cpnet_knn_abi_version(void) { return 2; }
+/* The ABI version the Python loader checks, so a stale cached library is never used with newer callers.
+ * 3: the update functions return -3 for k < 1. */
+int cpnet_knn_abi_version(void) { return 3; }

@@ -137,7 +137,8 @@ static void NAME(run_phase)(NAME(job_t) *job, int threads) {
 #endif
 }
 
-/* Fold a tile of dot products into the running lists.
+/* Fold a tile of dot products into the running lists. Returns 0; -3 when k < 1 (no list to fold into); -2 when
+ * do_cols is asked for with hw > 0 and the tile is not empty. Nothing is read or written in either case.
  *   dot: (n, r, c) contiguous; dot[b][i][j] = x_p·x_q for p = row0 + i, q = col0 + j; sq: (n, p) ‖x‖² of every
  *   point. A list's values are −‖x_p − x_q‖² + ‖x_owner‖² (the owner's norm left out: it does not change the order).
  *   val, idx: (n, p, k) contiguous lists of every point, sorted best first; empty slots (-inf, -1).
@@ -147,6 +148,7 @@ static void NAME(run_phase)(NAME(job_t) *job, int threads) {
 int NAME(cpnet_knn_update)(const SCALAR *dot, const SCALAR *sq, int64_t n, int64_t r, int64_t c, SCALAR *val,
                            int64_t *idx, int64_t p, int64_t k, int64_t row0, int64_t col0, int64_t hw, int do_rows,
                            int do_cols, int num_threads) {
+    if (k < 1) return -3;
     if (n <= 0 || r <= 0 || c <= 0) return 0;
     if (do_cols && hw > 0) return -2;
     const int threads = num_threads < 1 ? 1 : (num_threads > MAX_THREADS ? MAX_THREADS : num_threads);
