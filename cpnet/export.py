@@ -12,13 +12,16 @@ the batch axis dynamic through ``dynamic_axes``. The torch.export-based exporter
 from the batch.
 
 Everything here runs on CPU, in eval mode (BatchNorm running statistics, no dropout); the model's own
-training/eval state is restored afterwards.
+training/eval state is restored afterwards. Every file is written through ``atomic_output``: a crash or a full disk
+mid-export leaves the previous file at the path, never part of a new one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
+import secrets
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["DEFAULT_OPSET", "FORMATS", "example_input", "export_onnx", "export_torchscript", "verify_onnx",
-           "verify_torchscript", "rounding_sensitivity", "require"]
+__all__ = ["DEFAULT_OPSET", "FORMATS", "atomic_output", "example_input", "export_onnx", "export_torchscript",
+           "verify_onnx", "verify_torchscript", "rounding_sensitivity", "require"]
 
 # Opset 17 (ONNX 1.12, 2022): every op the models need (TopK with a dynamic k, GatherElements, ScatterND) exists
 # since opset 11–13, and 17 is read by every ONNX Runtime since 1.12 and by TensorRT 8.6, so it is the most widely
@@ -64,6 +67,44 @@ def example_input(model: nn.Module, frames: int, size: int, batch: int = 1, seed
     channels = getattr(model, "in_channels", 3)
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, channels, frames, size, size, generator=generator)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """A new temporary file beside ``path`` for a writer to fill. On a clean exit its bytes are flushed to disk and
+    it is renamed over ``path`` (the rename is the commit point); on any error, an interrupt included, it is removed
+    and ``path`` keeps what it held. The same folder keeps the rename on one file system, hence atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # O_EXCL: never write through a file or link someone else put there; 0o666 less the umask, as for open(), so the
+    # export gets the permissions a plain write would give (tempfile.mkstemp's 0o600 would hide it from other users).
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDWR)  # the bytes reach the disk before the rename makes them the file
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -103,32 +144,34 @@ def _check_traceable(model: nn.Module, clip: torch.Tensor) -> None:
 
 def export_onnx(model: nn.Module, path: str | Path, frames: int, size: int, opset: int = DEFAULT_OPSET) -> Path:
     """Write ``model`` as an ONNX graph taking ``clip`` (batch, C_in, frames, size, size) float32 to ``logits``
-    (batch, K), the batch axis dynamic. Returns the path."""
+    (batch, K), the batch axis dynamic. A file at ``path`` is replaced only by a complete export (``atomic_output``).
+    Returns the path."""
     require("onnx export")
     if isinstance(opset, bool) or not isinstance(opset, int) or not 11 <= opset <= 20:
         raise ValueError(f"opset must be an integer in 11..20 (the TorchScript-based exporter's range), got {opset!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     clip = example_input(model, frames, size)
     with _eval_mode(model), _quiet_tracing():
         _check_traceable(model, clip)
-        torch.onnx.export(model, (clip,), str(path), dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}})
+        with atomic_output(path) as tmp:
+            torch.onnx.export(model, (clip,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}})
     return path
 
 
 def export_torchscript(model: nn.Module, path: str | Path, frames: int, size: int) -> Path:
     """Write ``model`` traced at clips of (·, C_in, frames, size, size) as a TorchScript archive (``torch.jit.load``
-    reads it without cpnet); the batch size stays free. Returns the path."""
+    reads it without cpnet); the batch size stays free. A file at ``path`` is replaced only by a complete export
+    (``atomic_output``). Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     clip = example_input(model, frames, size)
     with _eval_mode(model), _quiet_tracing():
         _check_traceable(model, clip)
         # check_trace re-runs and compares graphs; verify_torchscript compares outputs, which is what matters.
         traced = torch.jit.trace(model, (clip,), check_trace=False)
-        torch.jit.save(traced, str(path))
+        with atomic_output(path) as tmp:
+            torch.jit.save(traced, str(tmp))
     return path
 
 

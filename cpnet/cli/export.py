@@ -1,10 +1,15 @@
 """`cpnet export`: a trained checkpoint as an ONNX graph (dynamic batch) or a TorchScript archive, checked against
-PyTorch, with a JSON sidecar saying what the exported model expects and returns."""
+PyTorch, with a JSON sidecar saying what the exported model expects and returns.
+
+Both files are written atomically (``cpnet.export.atomic_output``). An output that is the checkpoint itself is
+refused, and so, without ``--force``, is an output or sidecar that already exists: an export never silently replaces
+a file it was not asked to replace."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, help="clip length T (default: the checkpoint's data.num_frames)")
     p.add_argument("--size", type=int, help="crop size S (default: the checkpoint's data.size)")
     p.add_argument("--out", help="output file (default: next to the checkpoint, <name>_<T>x<S>.onnx or "
-                                 ".torchscript.pt); a <out>.json sidecar is written beside it")
+                                 ".torchscript.pt); a <out>.json sidecar is written beside it. Never the checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an existing output file and its sidecar (each is "
+                   "replaced only once the new one is complete)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip running the export against PyTorch (ONNX: needs no onnxruntime then)")
@@ -56,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     frames = args.frames if args.frames is not None else cfg.data.num_frames
     size = args.size if args.size is not None else cfg.data.size
     out = Path(args.out) if args.out else default_output(checkpoint, args.format, frames, size)
+    sidecar_path = out.with_name(out.name + ".json")
+    _check_outputs(checkpoint, {"output": out, "sidecar": sidecar_path}, args.force)
 
     start = time.perf_counter()
     if args.format == "onnx":
@@ -76,14 +85,31 @@ def run(args: argparse.Namespace) -> int:
                **_io_spec(model.in_channels, frames, size, len(names)), "class_names": names,
                "export_seconds": round(seconds, 3), "max_abs_diff_vs_pytorch": diff,
                "pytorch_rounding_sensitivity": sensitivity}
-    sidecar_path = out.with_name(out.name + ".json")
-    sidecar_path.write_text(json.dumps(sidecar, indent=1) + "\n")
+    with export.atomic_output(sidecar_path) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
     print(f"wrote {out} ({args.format}, clip (batch, {model.in_channels}, {frames}, {size}, {size}) -> logits "
           f"(batch, {len(names)})) in {seconds:.1f} s; sidecar {sidecar_path.name}")
     if diff is None:
         print("not verified (--no-verify)")
         return 0
     return _judge("ONNX Runtime (CPU)" if args.format == "onnx" else "reloaded TorchScript", out, diff, sensitivity)
+
+
+def _check_outputs(checkpoint: Path, outputs: dict[str, Path], force: bool) -> None:
+    """Refuse, before the (slow) export, an output (name → path) that is the checkpoint itself, also through a
+    symlink or a hard link, or that is a folder; and without ``force`` one that already exists."""
+    from cpnet.cli import UserError
+
+    for role, path in outputs.items():
+        same = path.resolve() == checkpoint.resolve() or (
+            path.exists() and checkpoint.exists() and os.path.samefile(path, checkpoint))
+        if same:
+            raise UserError(f"export {role} {path} is the checkpoint {checkpoint} being exported; expected another "
+                            "file (--out)")
+        if path.is_dir():
+            raise UserError(f"export {role} {path} is a folder; expected a file path (--out)")
+        if os.path.lexists(path) and not force:
+            raise UserError(f"export {role} {path} already exists; expected a new file (pass --force to replace it)")
 
 
 def _require(verify: bool) -> None:
