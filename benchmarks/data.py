@@ -2,12 +2,20 @@
 
     .venv/bin/python benchmarks/data.py [--quick] [--json results.json]
 
+    .venv/bin/python benchmarks/data.py --prepare-compare [--quick] [--json results.json]
+
 Cases: the synthetic generator (in memory, and written to disk as JPEGs); the Jester-layout reader (JPEG frame
 folders) and the video reader (SSv2-like VP8 webm, Kinetics-like H.264 mp4), each giving 8x112x112 and 8x224x224
 clips through a DataLoader in-process (0) and with 1 and 2 worker processes, with the training transforms (random
 offset, random resized crop, colour jitter, flip). CPU milliseconds per clip are measured in-process: they do not
 depend on what else the machine runs, unlike clips/s. Media are written to a temporary folder first and read back
 repeatedly, so they come from the page cache, as a small dataset does after its first epoch.
+
+``--prepare-compare`` instead measures what ``cpnet data prepare reencode`` buys: Kinetics-like clips (10 s of
+340x256 at 25 fps, H.264 with x264's defaults: a keyframe every 250 frames plus scene cuts, as downloaded clips
+have) read as random dense 8x112x112 clips (stride 8), side by side with the same clips re-encoded with a keyframe
+every 12 frames at their own size (keyframes only) and at short sides 160 and 128. Frames per keyframe and MB per
+video are measured from the files.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cpnet.data import prepare  # noqa: E402
 from cpnet.data.dataset import ClipDataset  # noqa: E402
 from cpnet.data.records import DatasetSplit, VideoRecord  # noqa: E402
 from cpnet.data.synthetic import SyntheticMotion, make_clip, write_jester  # noqa: E402
@@ -119,16 +128,72 @@ def synthetic_rates(clips: int, tmp: Path) -> list[dict]:
     ]
 
 
+def keyframe_spacing(path: Path) -> float:
+    """Mean frames per keyframe of a video, from its packets."""
+    with av.open(str(path)) as c:
+        flags = [p.is_keyframe for p in c.demux(c.streams.video[0]) if p.size]
+    return len(flags) / max(1, sum(flags))
+
+
+def prepare_compare(tmp: Path, videos: int, seconds: float) -> list[dict]:
+    """Clips/s of the Kinetics-like source and of its re-encodings (see the module docstring), in one run."""
+    source = tmp / "downloaded"
+    source.mkdir()
+    write_media(source, "kinetics", videos)
+    variants = [("downloaded 340x256", source, float("nan"))]
+    for short_side in (256, 160, 128):
+        start = time.perf_counter()
+        report = prepare.reencode(source, tmp / f"short{short_side}", short_side, keyframe_interval=12, workers=2)
+        assert not report.bad, report.bad
+        label = "re-encoded 340x256" if short_side == 256 else f"re-encoded short side {short_side}"
+        variants.append((label, tmp / f"short{short_side}", videos / (time.perf_counter() - start)))
+    results = []
+    for label, folder, encode_rate in variants:
+        paths = sorted(folder.glob("*.mp4"))
+        records = [VideoRecord(p.stem, p, 0, None) for p in paths]
+        spacing = float(np.mean([keyframe_spacing(p) for p in paths]))
+        megabytes = sum(p.stat().st_size for p in paths) / 1e6 / len(paths)
+        for workers in (0, 2):
+            rate, cpu_ms = loader_rate(records, seconds, 112, workers, 8)
+            results.append({"case": label, "size": 112, "workers": workers, "clips_per_s": rate, "cpu_ms": cpu_ms,
+                            "frames_per_keyframe": spacing, "mb_per_video": megabytes,
+                            "reencode_videos_per_s": encode_rate})  # fmt: skip
+            print(f"{label:34s} keyframe every {spacing:5.1f}  {megabytes:5.2f} MB/video  {workers} workers  "
+                  f"{rate:7.1f} clips/s  {cpu_ms:6.1f} CPU ms", flush=True)  # fmt: skip
+    return results
+
+
+def print_compare(results: list[dict]) -> None:
+    base = {r["workers"]: r["clips_per_s"] for r in results if r["case"].startswith("downloaded")}
+    print("\n| Kinetics-like videos | frames per keyframe | MB per video | re-encoded videos/s | workers | clips/s "
+          "| × downloaded | CPU ms/clip |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for r in results:
+        cpu = f"{r['cpu_ms']:.1f}" if r["cpu_ms"] == r["cpu_ms"] else ""  # NaN: not measured
+        enc = f"{r['reencode_videos_per_s']:.1f}" if r["reencode_videos_per_s"] == r["reencode_videos_per_s"] else ""
+        print(f"| {r['case']} | {r['frames_per_keyframe']:.1f} | {r['mb_per_video']:.2f} | {enc} | {r['workers']} "
+              f"| {r['clips_per_s']:.1f} | {r['clips_per_s'] / base[r['workers']]:.1f} | {cpu} |")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer clips and videos (about a minute)")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--only", choices=["synthetic", "jester", "ssv2", "kinetics"], help="run one group of cases")
+    parser.add_argument("--prepare-compare", action="store_true", help="Kinetics-like clips/s before and after "
+                        "`cpnet data prepare reencode` (about 2 minutes; 1 with --quick)")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     seconds = 3.0 if args.quick else 10.0
     load = f"{os.getloadavg()[0]:.1f}"
     videos = 4 if args.quick else 12
+    if args.prepare_compare:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = prepare_compare(Path(tmp), 4 if args.quick else 6, 3.0 if args.quick else 6.0)
+        print(f"\nload average before / after: {load} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print_compare(results)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return 0
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -1,5 +1,7 @@
 """`cpnet data synth` writes the synthetic motion set in the Jester layout; `cpnet data check` reads every record
-of a dataset and reports what is missing, undecodable or odd (exit code 1 when any media is bad)."""
+of a dataset and reports what is missing, undecodable or odd (exit code 1 when any media is bad); `cpnet data
+prepare` re-encodes a user's videos for fast decoding, extracts their frames, or writes list files
+(:mod:`cpnet.data.prepare`; exit code 1 when any source is bad)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,13 @@ import json
 import time
 from pathlib import Path
 
-from cpnet.data import synthetic
+from cpnet.data import prepare, synthetic
 from cpnet.data.annotations import DATASETS
 from cpnet.data.commands import check_dataset, format_report, report_dict
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="write the synthetic dataset; check a dataset's media")
+    parser = subparsers.add_parser("data", help="write the synthetic dataset; check or prepare a dataset's media")
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
@@ -40,6 +42,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--allow-missing", action="store_true", help="missing media do not fail the check")
     check.add_argument("--json", type=Path, help="also write the full report as JSON here")
     check.set_defaults(func=run_check)
+    _add_prepare(sub)
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("prepare", help="re-encode videos, extract frames or write list files for your own data")
+    steps = parser.add_subparsers(dest="prepare_command", metavar="STEP")
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    reencode = steps.add_parser("reencode", help="re-encode every video under --src: small, short keyframe interval")
+    frames = steps.add_parser("frames", help="extract JPEG frames of every video under --src (Jester layout)")
+    for step in (reencode, frames):
+        step.add_argument("--src", required=True, type=Path, help="folder of videos (searched recursively; only read)")
+        step.add_argument("--out", required=True, type=Path, help="output folder, outside --src")
+    reencode.add_argument("--short-side", required=True, type=int, help="output short side in pixels (even)")
+    reencode.add_argument("--keyframe-interval", type=int, default=12, help="at most this many frames per keyframe")
+    reencode.add_argument("--codec", choices=prepare.CODECS, help="default: libx264 when available, else mpeg4")
+    frames.add_argument("--short-side", type=int, help="output short side in pixels (even); default: source size")
+    frames.add_argument("--keep-tree", action="store_true", help="OUT/<relative path>/00001.jpg instead of "
+                        f"OUT/<relative path with '/' as '{prepare.ID_SEPARATOR}'>/00001.jpg")  # fmt: skip
+    for step in (reencode, frames):
+        step.add_argument("--fps", type=float, help="output frame rate (default: the source's)")
+        step.add_argument("--workers", type=int, default=1, help="processes converting videos")
+        step.add_argument("--force", action="store_true", help="redo outputs that exist (default: skip them)")
+        step.set_defaults(func=run_prepare_media)
+    lists = steps.add_parser("lists", help="write train.txt / validation.txt / classes.txt from a folder tree")
+    lists.add_argument("--root", required=True, type=Path, help="folder holding <split>/<class>/<video or frames>")
+    lists.add_argument("--out", required=True, type=Path, help="folder for the list files (may be --root)")
+    lists.add_argument("--force", action="store_true", help="replace list files that exist with other content")
+    lists.set_defaults(func=run_prepare_lists)
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -65,3 +95,30 @@ def run_check(args: argparse.Namespace) -> int:
     failed = bad > 0 or (missing > 0 and not args.allow_missing)
     print(f"check {'FAILED' if failed else 'passed'}: {bad} undecodable, {missing} missing")
     return 1 if failed else 0
+
+
+def run_prepare_media(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    if args.prepare_command == "reencode":
+        report = prepare.reencode(
+            args.src, args.out, args.short_side, keyframe_interval=args.keyframe_interval, fps=args.fps,
+            codec=args.codec, workers=args.workers, force=args.force, progress=True,
+        )  # fmt: skip
+    else:
+        report = prepare.extract_frames(
+            args.src, args.out, short_side=args.short_side, fps=args.fps, keep_tree=args.keep_tree,
+            workers=args.workers, force=args.force, progress=True,
+        )  # fmt: skip
+    if report.stale_removed:
+        print(f"removed {report.stale_removed} unfinished output(s) of an earlier run")
+    for rel, error in report.bad.items():
+        print(f"bad {rel}: {error}")
+    print(f"{report.summary()} [{time.perf_counter() - start:.1f} s] -> {args.out}")
+    return 1 if report.bad else 0
+
+
+def run_prepare_lists(args: argparse.Namespace) -> int:
+    counts = prepare.write_lists(args.root, args.out, force=args.force)
+    names = ", ".join(f"{split}.txt ({n} videos)" for split, n in counts.items())
+    print(f"wrote classes.txt, {names} in {args.out}; train with --dataset list --root {args.out}")
+    return 0

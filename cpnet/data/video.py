@@ -23,7 +23,7 @@ from torch.utils.data import get_worker_info
 from cpnet.data import frames as _frames
 from cpnet.data.records import MediaError
 
-__all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "count_frames", "probe", "read_clip"]
+__all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "count_frames", "decode_from", "open_video", "probe", "read_clip"]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 SEEK_SECONDS = 2.0  # seek when the first wanted frame is further in than this; decoding from 0 is cheaper before
@@ -50,8 +50,11 @@ def read_clip(path: str | Path, frame_indices: Sequence[int], *, clamp_end: bool
     return _read_video(path, indices, clamp_end)
 
 
-def _open(path: Path) -> av.container.InputContainer:
-    """Open a video file whose first video stream's header (when it states a size) is within the frame limits."""
+def open_video(path: Path) -> av.container.InputContainer:
+    """Open a video file whose first video stream's header (when it states a size) is within the frame limits.
+    Only a regular file is opened (a FIFO or device would block av.open): MediaError otherwise."""
+    if _frames.media_kind(path) != "file":
+        raise MediaError(f"{path}: a folder; expected a video file")
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
@@ -68,7 +71,7 @@ def _open(path: Path) -> av.container.InputContainer:
     return container
 
 
-def _decode_from(
+def decode_from(
     container: av.container.InputContainer, path: Path, first: int, allow_seek: bool = True
 ) -> Iterator[tuple[int, av.VideoFrame]]:
     """Yield (position, frame) from about ``first`` on, seeking when that is far into the video."""
@@ -118,8 +121,8 @@ def _read_video_once(path: Path, indices: list[int], clamp_end: bool, allow_seek
     first_wanted, last_wanted = min(wanted), max(wanted)
     got: dict[int, np.ndarray] = {}
     last_pos, last_frame = -1, None
-    with _open(path) as container:
-        for pos, frame in _decode_from(container, path, first_wanted, allow_seek):
+    with open_video(path) as container:
+        for pos, frame in decode_from(container, path, first_wanted, allow_seek):
             if last_frame is None and pos > first_wanted:
                 raise _Overshoot
             last_pos, last_frame = pos, frame
@@ -142,7 +145,7 @@ def count_frames(path: str | Path) -> int:
     path = Path(path)
     if _frames.media_kind(path) == "folder":
         return _frames.count_frames(path)
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         if stream.frames and stream.frames > 0:
             return int(stream.frames)
@@ -163,11 +166,11 @@ def probe(path: str | Path) -> int:
     if _frames.media_kind(path) == "folder":
         return _frames.probe_frames(path)
     n = 0
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         announced = int(stream.frames or 0) or round((container.duration or 0) / av.time_base * fps)
-        for _ in _decode_from(container, path, 0):
+        for _ in decode_from(container, path, 0):
             n += 1
     if n == 0:
         raise MediaError(f"{path}: no frame decodes")

@@ -26,7 +26,7 @@ def test_video_decodes_the_encoded_frames(tmp_path, codec, ext):
 def test_long_video_seeks_and_matches_sequential_decoding(tmp_path, monkeypatch):
     path = write_video(tmp_path / "long.mp4", indexed_frames(40, step=5), fps=4, codec="libx264")  # 10 s
     first_positions = []
-    original = video._decode_from
+    original = video.decode_from
 
     def spy(container, p, first, allow_seek=True):
         gen = original(container, p, first, allow_seek)
@@ -35,7 +35,7 @@ def test_long_video_seeks_and_matches_sequential_decoding(tmp_path, monkeypatch)
                 first_positions.append(item[0])
             yield item
 
-    monkeypatch.setattr(video, "_decode_from", spy)
+    monkeypatch.setattr(video, "decode_from", spy)
     wanted = [30, 33, 39]
     sought = read_clip(path, wanted)
     assert 0 < first_positions[-1] <= 30, "frame 30 is 7.5 s in: the reader should seek instead of decoding from 0"
