@@ -185,6 +185,28 @@ def test_cli_exports_onnx_next_to_the_checkpoint_with_a_sidecar(tmp_path, capsys
         np.testing.assert_allclose(got, model.eval()(clip).numpy(), atol=TOL)
 
 
+def test_cli_exports_safetensors_that_create_model_loads_with_settings_and_class_names(tmp_path, capsys):
+    from safetensors import safe_open
+
+    ckpt, model = write_checkpoint(tmp_path, "cpnet_r18")
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "safetensors"]) == 0
+    out = ckpt.parent / "checkpoint_best.safetensors"  # weights fit every clip shape: no T x S in the name
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "gives back all" in printed and not out.with_name(out.name + ".json").exists()
+    with safe_open(str(out), "pt") as f:
+        meta = {key: json.loads(value) for key, value in f.metadata().items() if key != "format"}
+    assert meta["model_name"] == "cpnet_r18" and meta["class_names"] == CLASSES and meta["num_classes"] == 3
+    assert meta["options"] == {"width": 8, "cp_init_gamma": 1.0}
+    back = cpnet.create_model("cpnet_r18", pretrained=out).eval()  # width 8 and 3 classes come from the file
+    clip = torch.randn(1, 3, FRAMES, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(back(clip), model.eval()(clip))
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "safetensors"]) == 2  # exists: needs --force
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "safetensors", "--out", str(ckpt)]) == 2
+    assert "is the checkpoint" in capsys.readouterr().err and torch.load(ckpt, weights_only=True)["epoch"] == 3
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 def test_cli_exports_torchscript_at_the_asked_clip_shape(tmp_path, capsys):
     ckpt, model = write_checkpoint(tmp_path, "cpnet_r18")

@@ -1,5 +1,7 @@
 """`cpnet export`: a trained checkpoint as an ONNX graph (dynamic batch) or a TorchScript archive, checked against
-PyTorch, with a JSON sidecar saying what the exported model expects and returns.
+PyTorch, with a JSON sidecar saying what the exported model expects and returns; or as a ``.safetensors`` file of
+its weights with the model's settings and class names inside (``cpnet.create_model(name, pretrained=FILE)``), checked
+by loading it back.
 
 Both files are written atomically (``cpnet.export.atomic_output``). An output that is the checkpoint itself is
 refused, and so, without ``--force``, is an output or sidecar that already exists: an export never silently replaces
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from cpnet.export import DEFAULT_OPSET, FORMATS
 
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 # An export within this of eager PyTorch on random input passes outright.
 TOLERANCE = 1e-4
 # Above it, an export still passes when it is within SLACK times the eager model's own float32 rounding sensitivity
@@ -25,18 +27,22 @@ SLACK = 2.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export a checkpoint to ONNX or TorchScript",
+    p = subparsers.add_parser("export", help="export a checkpoint to ONNX, TorchScript or safetensors",
                               description="Export a trained checkpoint for deployment. The graph is fixed to clips "
                                           "of T frames of SxS pixels (the CP module's loops are unrolled); the batch "
                                           "size stays free. The export is run on random clips of batch 1 and 2 and "
-                                          "compared with PyTorch (ONNX needs: pip install 'cpnet[export]').")
+                                          "compared with PyTorch (ONNX needs: pip install 'cpnet[export]'). "
+                                          "safetensors writes the weights alone, for any clip shape, with the model's "
+                                          "settings and class names as metadata.")
     p.add_argument("--checkpoint", required=True, help="checkpoint file written by `cpnet train`")
-    p.add_argument("--format", required=True, choices=FORMATS, help="onnx (ONNX Runtime, TensorRT, ...) or "
-                   "torchscript (torch.jit.load, LibTorch)")
+    p.add_argument("--format", required=True, choices=FORMATS, help="onnx (ONNX Runtime, TensorRT, ...), "
+                   "torchscript (torch.jit.load, LibTorch) or safetensors (weights + settings, for "
+                   "cpnet.create_model(..., pretrained=FILE))")
     p.add_argument("--frames", type=int, help="clip length T (default: the checkpoint's data.num_frames)")
     p.add_argument("--size", type=int, help="crop size S (default: the checkpoint's data.size)")
     p.add_argument("--out", help="output file (default: next to the checkpoint, <name>_<T>x<S>.onnx or "
-                                 ".torchscript.pt); a <out>.json sidecar is written beside it. Never the checkpoint")
+                                 ".torchscript.pt, with a <out>.json sidecar beside it; <name>.safetensors). Never "
+                                 "the checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing output file and its sidecar (each is "
                    "replaced only once the new one is complete)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
@@ -46,7 +52,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def default_output(checkpoint: Path, fmt: str, frames: int, size: int) -> Path:
-    """``<checkpoint folder>/<checkpoint stem>_<T>x<S><suffix>``: the clip shape is part of the graph."""
+    """``<checkpoint folder>/<checkpoint stem>_<T>x<S><suffix>``: the clip shape is part of the graph. Weights
+    alone (safetensors) fit every clip shape: ``<checkpoint stem>.safetensors``."""
+    if fmt == "safetensors":
+        return checkpoint.parent / f"{checkpoint.stem}{SUFFIXES[fmt]}"
     return checkpoint.parent / f"{checkpoint.stem}_{frames}x{size}{SUFFIXES[fmt]}"
 
 
@@ -63,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     frames = args.frames if args.frames is not None else cfg.data.num_frames
     size = args.size if args.size is not None else cfg.data.size
     out = Path(args.out) if args.out else default_output(checkpoint, args.format, frames, size)
+    if args.format == "safetensors":
+        _check_outputs(checkpoint, {"output": out}, args.force)
+        return _export_weights(model, ckpt, cfg, out, args.verify)
     sidecar_path = out.with_name(out.name + ".json")
     _check_outputs(checkpoint, {"output": out, "sidecar": sidecar_path}, args.force)
 
@@ -93,6 +105,32 @@ def run(args: argparse.Namespace) -> int:
         print("not verified (--no-verify)")
         return 0
     return _judge("ONNX Runtime (CPU)" if args.format == "onnx" else "reloaded TorchScript", out, diff, sensitivity)
+
+
+def _export_weights(model, ckpt: dict, cfg, out: Path, verify: bool) -> int:
+    """Write the weights with the model's name, options and class names (``cpnet.models.save_safetensors``); with
+    ``verify``, build the model back from the file and compare every tensor. 0 when equal (or not verified)."""
+    import torch
+
+    from cpnet.models import create_model, save_safetensors
+
+    start = time.perf_counter()
+    save_safetensors(model, out, {"model_name": cfg.model.name, "options": dict(cfg.model.options),
+                                  "class_names": list(ckpt["class_names"])})
+    seconds = time.perf_counter() - start
+    print(f"wrote {out} (safetensors: {cfg.model.name}, {len(ckpt['class_names'])} classes) in {seconds:.1f} s")
+    if not verify:
+        print("not verified (--no-verify)")
+        return 0
+    back = create_model(cfg.model.name, pretrained=out).state_dict()
+    ours = model.state_dict()
+    differ = sorted(key for key in ours if key not in back or not torch.equal(ours[key], back[key]))
+    if differ or set(back) != set(ours):
+        print(f"FAILED: {out} loads back with other weights ({', '.join(differ[:5]) or 'other keys'})",
+              file=sys.stderr)
+        return 1
+    print(f"ok: create_model({cfg.model.name!r}, pretrained={str(out)!r}) gives back all {len(ours)} tensors exactly")
+    return 0
 
 
 def _check_outputs(checkpoint: Path, outputs: dict[str, Path], force: bool) -> None:

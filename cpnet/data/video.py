@@ -23,7 +23,8 @@ from torch.utils.data import get_worker_info
 from cpnet.data import frames as _frames
 from cpnet.data.records import MediaError
 
-__all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "count_frames", "decode_from", "open_video", "probe", "read_clip"]
+__all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "count_frames", "decode_from", "open_video", "probe",
+           "read_clip"]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 SEEK_SECONDS = 2.0  # seek when the first wanted frame is further in than this; decoding from 0 is cheaper before
