@@ -12,16 +12,14 @@ the batch axis dynamic through ``dynamic_axes``. The torch.export-based exporter
 from the batch.
 
 Everything here runs on CPU, in eval mode (BatchNorm running statistics, no dropout); the model's own
-training/eval state is restored afterwards. Every file is written through ``atomic_output``: a crash or a full disk
-mid-export leaves the previous file at the path, never part of a new one.
+training/eval state is restored afterwards. Every file is written through ``cpnet.files.atomic_output``: a crash or
+a full disk mid-export leaves the previous file at the path, never part of a new one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
-import secrets
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,7 +28,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["DEFAULT_OPSET", "FORMATS", "atomic_output", "example_input", "export_onnx", "export_torchscript",
+from cpnet.files import atomic_output
+
+__all__ = ["DEFAULT_OPSET", "FORMATS", "example_input", "export_onnx", "export_torchscript",
            "verify_onnx", "verify_torchscript", "rounding_sensitivity", "require"]
 
 # Opset 17 (ONNX 1.12, 2022): every op the models need (TopK with a dynamic k, GatherElements, ScatterND) exists
@@ -67,44 +67,6 @@ def example_input(model: nn.Module, frames: int, size: int, batch: int = 1, seed
     channels = getattr(model, "in_channels", 3)
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, channels, frames, size, size, generator=generator)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """A new temporary file beside ``path`` for a writer to fill. On a clean exit its bytes are flushed to disk and
-    it is renamed over ``path`` (the rename is the commit point); on any error, an interrupt included, it is removed
-    and ``path`` keeps what it held. The same folder keeps the rename on one file system, hence atomic."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    # O_EXCL: never write through a file or link someone else put there; 0o666 less the umask, as for open(), so the
-    # export gets the permissions a plain write would give (tempfile.mkstemp's 0o600 would hide it from other users).
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDWR)  # the bytes reach the disk before the rename makes them the file
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_folder(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

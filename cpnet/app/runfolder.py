@@ -23,8 +23,9 @@ import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cpnet.engine.checkpoint import BEST, LAST, atomic_write_text
+from cpnet.engine.checkpoint import BEST, LAST
 from cpnet.engine.runlog import METRICS, TENSORBOARD
+from cpnet.files import atomic_write_text
 
 try:  # POSIX advisory locks; without them (Windows) a run folder is not locked
     import fcntl

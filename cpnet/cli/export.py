@@ -3,7 +3,7 @@ PyTorch, with a JSON sidecar saying what the exported model expects and returns;
 its weights with the model's settings and class names inside (``cpnet.create_model(name, pretrained=FILE)``), checked
 by loading it back.
 
-Both files are written atomically (``cpnet.export.atomic_output``). An output that is the checkpoint itself is
+Both files are written atomically (``cpnet.files.atomic_output``). An output that is the checkpoint itself is
 refused, and so, without ``--force``, is an output or sidecar that already exists: an export never silently replaces
 a file it was not asked to replace."""
 
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from cpnet.export import DEFAULT_OPSET, FORMATS
+from cpnet.files import atomic_write_text
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 # An export within this of eager PyTorch on random input passes outright.
@@ -97,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
                **_io_spec(model.in_channels, frames, size, len(names)), "class_names": names,
                "export_seconds": round(seconds, 3), "max_abs_diff_vs_pytorch": diff,
                "pytorch_rounding_sensitivity": sensitivity}
-    with export.atomic_output(sidecar_path) as tmp:
-        tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
+    atomic_write_text(sidecar_path, json.dumps(sidecar, indent=1) + "\n")
     print(f"wrote {out} ({args.format}, clip (batch, {model.in_channels}, {frames}, {size}, {size}) -> logits "
           f"(batch, {len(names)})) in {seconds:.1f} s; sidecar {sidecar_path.name}")
     if diff is None:

@@ -9,15 +9,15 @@ checkpoint written by any number of processes loads into one, and the other way 
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from cpnet.files import TEMP_MARK, atomic_output
 
 FORMAT = "cpnet-checkpoint"
 VERSION = 1
@@ -28,39 +28,14 @@ BEST = "checkpoint_best.pt"
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary sibling, fsync, then rename over ``path``; no partial file is ever left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_output(path) as tmp, open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
     except OSError as e:
         if e.errno is None or e.filename is not None:
             raise
         # A write into an open file object names no file ('No space left on device'): name the checkpoint.
         raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a private temporary sibling of ``path``, flush it to disk and rename it over ``path``: a
-    crash leaves the old file or the new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -69,24 +44,11 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 
     A killed process never reaches its own clean-up, so a resumed run removes them (they never hold a complete
     checkpoint: the rename is the commit point)."""
-    stale = [p for p in Path(folder).glob(".*.pt.tmp*") if p.is_file()]
+    stale = [p for p in Path(folder).glob(f".*.pt{TEMP_MARK}*") if p.is_file()]
+    stale += [p for p in Path(folder).glob(".*.pt.tmp[0-9]*") if p.is_file()]  # named so before cpnet.files
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def rng_state() -> dict:

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from cpnet.engine.checkpoint import atomic_write_text
+from cpnet.files import atomic_write_text
 
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+
+from cpnet.files import atomic_output
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "SAFETENSORS_FORMAT", "check_fits", "load_weights",
            "save_safetensors"]
@@ -140,19 +140,8 @@ def save_safetensors(model: nn.Module, path: str | Path, meta: Mapping[str, Any]
         text = {key: json.dumps(value) for key, value in full.items()}
     except TypeError as e:
         raise ValueError(f"weights meta must be JSON data (numbers, strings, lists, dicts): {e}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": SAFETENSORS_FORMAT, **text})
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the bytes reach the disk before the rename makes them the file
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_output(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": SAFETENSORS_FORMAT, **text})
     return path
 
 
