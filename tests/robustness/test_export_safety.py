@@ -145,18 +145,3 @@ def test_the_cli_failing_mid_write_keeps_the_previous_export_and_sidecar(tmp_pat
     sidecar = ckpt.parent / f"checkpoint_best_{FRAMES}x{SIZE}.torchscript.pt.json"
     assert sidecar.read_bytes() == before[str(sidecar.relative_to(tmp_path))]
     assert sorted(snapshot(tmp_path)) == sorted(before)
-
-
-@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
-def test_atomic_output_gives_the_permissions_a_plain_write_would(tmp_path):
-    umask = os.umask(0o022)
-    try:
-        with export.atomic_output(tmp_path / "f.bin") as tmp:
-            tmp.write_bytes(b"x")
-        assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644  # not tempfile's private 0o600
-    finally:
-        os.umask(umask)
-    with pytest.raises(KeyboardInterrupt), export.atomic_output(tmp_path / "f.bin") as tmp:
-        tmp.write_bytes(b"y")
-        raise KeyboardInterrupt
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"] and (tmp_path / "f.bin").read_bytes() == b"x"
