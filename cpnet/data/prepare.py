@@ -34,6 +34,7 @@ from cpnet.data.generic import load_folder
 from cpnet.data.layout import SPLITS
 from cpnet.data.records import MediaError
 from cpnet.data.video import VIDEO_EXTENSIONS, decode_from, open_video  # the reader's checks, shared
+from cpnet.files import atomic_write_text
 
 __all__ = ["PrepareReport", "extract_frames", "output_size", "pick_codec", "reencode", "write_lists"]
 
@@ -353,8 +354,6 @@ def write_lists(root: str | Path, out: str | Path, *, force: bool = False) -> di
     for name, text in texts.items():
         if (out / name).exists() and (out / name).read_text() != text and not force:
             raise ValueError(f"{out / name} exists with other content; expected a new output folder, or --force")
-    out.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():
-        _temp(out / name).write_text(text)
-        os.replace(_temp(out / name), out / name)
+        atomic_write_text(out / name, text)
     return {split: len(data.records) for split, data in splits.items()}
