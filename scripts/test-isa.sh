@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The numerically sensitive tests (ops, models with the pair MLP, the demo's quick run) again, with torch, oneDNN and
-# MKL held to a narrower instruction set than this CPU may have, as on other machines: AVX2 (the common AMD/older
-# Intel cloud CPU), then torch's portable "default" kernels. Results may round differently there; the tests must
-# hold for every valid rounding. Extra arguments go to pytest.
+# The numerically sensitive tests (ops, models with the pair MLP, the TensorFlow parity, the demo's quick run)
+# again, with torch, oneDNN and MKL held to a narrower instruction set than this CPU may have, as on other machines:
+# AVX2 (the common AMD/older Intel cloud CPU), then torch's portable "default" kernels. Results may round
+# differently there; the tests must hold for every valid rounding. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SENSITIVE=(tests/ops tests/models tests/test_demo.py)
+SENSITIVE=(tests/ops tests/models tests/convert tests/test_demo.py)
 echo "== AVX2 emulation: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2"
 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
     .venv/bin/python -m pytest -q -p no:cacheprovider "${SENSITIVE[@]}" "$@"
