@@ -15,9 +15,15 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cpnet.export import DEFAULT_OPSET, FORMATS
 from cpnet.files import atomic_write_text
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from cpnet.app.config import Config
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 # An export within this of eager PyTorch on random input passes outright.
@@ -107,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     return _judge("ONNX Runtime (CPU)" if args.format == "onnx" else "reloaded TorchScript", out, diff, sensitivity)
 
 
-def _export_weights(model, ckpt: dict, cfg, out: Path, verify: bool) -> int:
+def _export_weights(model: nn.Module, ckpt: dict, cfg: Config, out: Path, verify: bool) -> int:
     """Write the weights with the model's name, options and class names (``cpnet.models.save_safetensors``); with
     ``verify``, build the model back from the file and compare every tensor. 0 when equal (or not verified)."""
     import torch
