@@ -104,6 +104,20 @@ def test_val_every_validates_every_nth_and_the_last_epoch(tmp_path):
     assert load_checkpoint(tmp_path / "run" / BEST)["epoch"] in (2, 3)
 
 
+def test_the_epoch_line_shows_the_lr_of_the_first_and_last_step(tmp_path):
+    model, opt, sched, train, val, kw = make_run(tmp_path, epochs=2)  # warm-up over half of epoch 1, then cosine
+    lines = []
+    kw["log"] = lines.append
+    fit(model, opt, sched, train, val, **kw)
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = sched.steps_per_epoch
+    assert [(r["lr"], r["lr_last"]) for r in records] == [(sched.lr_at(0), sched.lr_at(steps - 1)),
+                                                          (sched.lr_at(steps), sched.lr_at(2 * steps - 1))]
+    assert records[0]["lr"] < records[0]["lr_last"]  # warm-up: the epoch ran mostly above its first lr
+    first = next(line for line in lines if line.startswith("epoch 1/"))
+    assert f"lr {records[0]['lr']:.3g}→{records[0]['lr_last']:.3g}" in first
+
+
 def test_parameter_groups_exclude_norm_and_bias_by_default():
     model = ToyNet()
     groups = parameter_groups(model, weight_decay=0.1)

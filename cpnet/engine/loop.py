@@ -336,6 +336,7 @@ def _train_and_validate(model: nn.Module, optimizer: torch.optim.Optimizer, sche
         set_bn_momentum(model, record["bn_momentum"])
     record |= train_one_epoch(model, train_loader, optimizer, schedule, device=device, options=options,
                               scaler=scaler, epoch=epoch)
+    record["lr_last"] = schedule.lr_at(max(0, schedule.last_step - 1))  # "lr" is the first step's: warm-up moves it
     validate = (epoch + 1) % options.val_every == 0 or epoch + 1 == options.epochs
     if val_loader is not None and validate:
         record |= evaluate(unwrap(model), val_loader, device=device, amp=options.amp, amp_dtype=options.amp_dtype)
@@ -367,6 +368,7 @@ def _epoch_line(r: dict, epochs: int) -> str:
     text = f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  train top1 {100 * r['train_top1']:.1f}%"
     if "val_top1" in r:
         text += f"  val loss {r['val_loss']:.4f}  val top1 {100 * r['val_top1']:.1f}%"
-    text += f"  lr {r['lr']:.3g}  {r['train_seconds']:.1f}s (data {r['data_seconds']:.1f}s)"
+    lr = f"{r['lr']:.3g}" if r.get("lr_last", r["lr"]) == r["lr"] else f"{r['lr']:.3g}→{r['lr_last']:.3g}"
+    text += f"  lr {lr}  {r['train_seconds']:.1f}s (data {r['data_seconds']:.1f}s)"
     text += f"  skipped {r['skipped']}" if r["skipped"] else ""
     return text + (f"  val skipped {r['val_skipped']}" if r.get("val_skipped") else "")
