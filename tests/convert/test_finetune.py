@@ -66,3 +66,22 @@ def test_a_converted_checkpoint_carries_the_released_test_settings(converted):
     cfg = load_checkpoint(converted)["config"]
     assert cfg["data"]["dataset"] == "jester" and cfg["eval"]["protocol"] == "released"
     assert (cfg["data"]["num_frames"], cfg["data"]["stride"], cfg["data"]["size"]) == (12, 2, 112)
+
+
+def test_eval_export_and_visualize_accept_a_converted_checkpoint(converted, tmp_path, capsys):
+    from tests.data.media import indexed_frames, write_frame_folder, write_jester_tree
+
+    classes = [f"Gesture {i}" for i in range(5)]
+    root = write_jester_tree(tmp_path / "jester", {"validation": [("1", "Gesture 0"), ("2", "Gesture 3")]},
+                             num_frames=14, size=(60, 80), classes=classes)
+    report = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(converted), "--set", f"data.root={root}", "--set", "eval.batch_size=16",
+                 "--out", str(report)]) == 0  # the stored settings: 12 frames, 112², the released 8 x 6 views
+    assert "videos 2  views 96" in capsys.readouterr().out and (report / "eval.json").exists()
+    out = tmp_path / "released.torchscript.pt"
+    assert main(["export", "--checkpoint", str(converted), "--format", "torchscript", "--frames", "4", "--size", "64",
+                 "--out", str(out)]) == 0 and out.exists()
+    clip = write_frame_folder(tmp_path / "clip", indexed_frames(12, 60, 80))
+    assert main(["visualize", "--checkpoint", str(converted), "--input", str(clip), "--out", str(tmp_path / "vis"),
+                 "--num-points", "1"]) == 0
+    assert (tmp_path / "vis" / "correspondences.csv").exists()
