@@ -154,14 +154,25 @@ def train_transform(frames: torch.Tensor | np.ndarray, aug: ClipAug, size: int) 
 def view_transform(
     frames: torch.Tensor | np.ndarray, size: int, protocol: ViewProtocol, short_side: int | None, crop: int
 ) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float (3, T, size, size): crop ``crop`` of a test-time ``protocol``, after resizing
-    the short side as the protocol says (``short_side`` is the configured one). The released protocol resizes
-    without antialiasing, as the authors' cv2 ``INTER_LINEAR`` did."""
+    """uint8 (T, H, W, 3) -> float (3, T, size, size): crop ``crop`` of a test-time ``protocol``, placed in the
+    frame resized to the protocol's short side (``short_side`` is the configured one).
+
+    The crop is cut in source pixels and only the crop is resized, so time and memory follow the crop, not the
+    frame (a long thin frame is never blown up whole). Its source box is the resized box scaled back and rounded to
+    whole pixels: within half a source pixel of resizing the whole frame first. The released protocol resizes the
+    whole frame without antialiasing and then crops, exactly as the authors' test script (cv2 ``INTER_LINEAR``);
+    there the aspect limit of :mod:`cpnet.data.frames` bounds the resized frame to ``MAX_ASPECT`` x short side²."""
     x = as_frames(frames)
-    height, width = protocol.resized_size(x.shape[1], x.shape[2], protocol.short_side(size, short_side))
-    x = resize(x, height, width, antialias=False if protocol.placement == "released" else None)
+    src_h, src_w = x.shape[1], x.shape[2]
+    height, width = protocol.resized_size(src_h, src_w, protocol.short_side(size, short_side))
     top, left = protocol.crop_box(height, width, size, crop)
-    return normalize(x[:, top : top + size, left : left + size].float().div_(255))
+    if protocol.placement == "released":
+        x = resize(x, height, width, antialias=False)[:, top : top + size, left : left + size]
+    else:
+        y0, y1 = round(top * src_h / height), round((top + size) * src_h / height)
+        x0, x1 = round(left * src_w / width), round((left + size) * src_w / width)
+        x = resize(x[:, y0:y1, x0:x1], size, size)
+    return normalize(x.float().div_(255))
 
 
 def eval_transform(

@@ -4,7 +4,9 @@ A protocol averages ``clips × crops`` views of each video. Two placements exist
 
 * ``"spread"`` (``single``, ``kinetics``): clip ``i`` of ``n`` is centred at ``(i + ½) / n`` of the video (dense or
   segment sampling, :mod:`cpnet.data.sampling`); the short side is resized with the aspect ratio kept and crops
-  spread evenly along the long side.
+  spread evenly along the long side. The crops are placed in the resized frame but cut from the source frame
+  (the box scaled back, rounded to whole pixels) and only they are resized
+  (:func:`cpnet.data.transforms.view_transform`).
 * ``"released"`` (``released``): the authors' test script (GitHub ``xingyul/cpnet``, ``test.py`` with ``fcn=6`` and
   ``GulpVideoDataset``). Clip ``j`` of ``n`` starts at frame ``int(j · max(0, N − T·s) / (n − 1))`` (the middle of
   the slack when ``n = 1``) and takes every ``s``-th frame below ``start + T·s`` and ``N``, repeated cyclically when

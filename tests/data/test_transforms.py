@@ -94,3 +94,32 @@ def test_flip_swaps_exactly_the_declared_pairs_by_name():
 def test_rejects_non_uint8_frames():
     with pytest.raises(ValueError, match="uint8"):
         eval_transform(torch.zeros(2, 8, 8, 3), 8)
+
+
+@pytest.mark.parametrize("shape, crops, short_side", [((3, 240, 320), 1, None), ((2, 256, 340), 3, 128),
+                                                      ((2, 300, 180), 6, None), ((1, 100, 1000), 3, None)])
+def test_eval_crops_are_cut_in_source_pixels_and_only_they_are_resized(shape, crops, short_side, monkeypatch):
+    from cpnet.data import transforms
+
+    t, h, w = shape
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    smooth = (128 + 60 * torch.sin(yy / 9) * torch.cos(xx / 13)).round().to(torch.uint8)  # ~7 grey levels per px
+    frames = smooth.view(1, h, w, 1).expand(t, h, w, 3).contiguous()
+    resized = []
+    real_resize = transforms.resize
+    monkeypatch.setattr(transforms, "resize", lambda x, *a, **k: resized.append(tuple(x.shape[1:3])) or
+                        real_resize(x, *a, **k))
+    size = 64
+    protocol = transforms.ViewProtocol("eval", clips=1, crops=crops, resize="config")
+    short = short_side or size
+    height, width = protocol.resized_size(h, w, short)
+    for crop in range(crops):
+        out = transforms.view_transform(frames, size, protocol, short_side, crop)
+        top, left = protocol.crop_box(height, width, size, crop)
+        whole = real_resize(frames, height, width)[:, top : top + size, left : left + size]  # resize, then crop
+        expected = transforms.normalize(whole.float().div(255))
+        # Within half a source pixel of the whole-frame resize: a few grey levels on this smooth image.
+        torch.testing.assert_close(out, expected, atol=10 / 255 / 0.224, rtol=0)
+        assert (out - expected).abs().mean() < 1.5 / 255 / 0.224
+    side = round(size * min(h, w) / short)  # the crop's side in source pixels
+    assert all(max(abs(rh - side), abs(rw - side)) <= 1 for rh, rw in resized), (resized, side)  # never the frame
