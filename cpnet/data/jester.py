@@ -56,7 +56,7 @@ def parse_split(split_file: Path, split: str, index: dict[str, int], labels_file
             raise ValueError(f"{where}: expected 'id;Label' separated by ';', got {line!r}")
         if not video_id:
             raise ValueError(f"{where}: no video id before ';' in {line!r}")
-        if not sep and split != "test":
+        if not name and split != "test":  # 'id' alone or 'id;' with nothing after it
             raise ValueError(f"{where}: {video_id!r} has no label; expected 'id;Label' in the {split} list")
         if name and name not in index:
             raise ValueError(f"{where}: label {name!r} is not in {labels_file}")

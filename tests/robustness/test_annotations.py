@@ -46,8 +46,9 @@ def test_jester_csv_with_the_wrong_separator(jester_root, separator):
         load_split("jester", jester_root, "train")
 
 
-def test_jester_labelled_split_line_without_a_label(jester_root):
-    (jester_root / "jester-v1-train.csv").write_text("101;Swiping Left\n102\n")
+@pytest.mark.parametrize("line", ["102", "102;", "102; "], ids=["id alone", "empty label", "blank label"])
+def test_jester_labelled_split_line_without_a_label(jester_root, line):
+    (jester_root / "jester-v1-train.csv").write_text(f"101;Swiping Left\n{line}\n")  # "102;" found by the fuzzer
     with pytest.raises(ValueError, match="jester-v1-train.csv:2: '102' has no label"):
         load_split("jester", jester_root, "train")
     assert [r.label for r in load_split("jester", jester_root, "test").records] == [-1, -1]  # ids only is right there
