@@ -62,8 +62,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                         f"OUT/<relative path with '/' as '{prepare.ID_SEPARATOR}'>/00001.jpg")  # fmt: skip
     for step in (reencode, frames):
         step.add_argument("--fps", type=float, help="output frame rate (default: the source's)")
-        step.add_argument("--workers", type=int, default=1, help="processes converting videos at once (each "
-                          "encoder uses two threads)")
+        step.add_argument("--workers", type=int, default=1, help="processes converting videos at once")
         step.add_argument("--force", action="store_true", help="redo outputs that exist (default: skip them)")
         step.set_defaults(func=run_prepare_media)
     lists = steps.add_parser("lists", help="write train.txt / validation.txt / classes.txt from a folder tree")

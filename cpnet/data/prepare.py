@@ -41,12 +41,6 @@ __all__ = ["PrepareReport", "extract_frames", "output_size", "pick_codec", "reen
 CODECS = ("libx264", "mpeg4")  # in order of preference
 # libx264: constant quality (CRF 20 is visually close at these sizes). mpeg4 has no CRF: a fixed quantizer instead.
 CODEC_OPTIONS = {"libx264": {"crf": "20", "preset": "fast"}, "mpeg4": {"qmin": "4", "qmax": "4"}}
-# Encoder threads per video, fixed: on one machine with one FFmpeg build, the same source gives the same bytes in
-# every process (other CPUs may resample or encode differently). With the encoder's own automatic count, x264
-# re-encodes of one source sometimes differed between the main process and pool workers (about every other suite run
-# of tests/data/test_prepare.py; never with a fixed count of 1 or 2, 12 runs). Two threads encoded as fast as the
-# automatic count on a 2-core machine; more cores are used through ``workers``.
-ENCODER_THREADS = 2
 JPEG_QUALITY = 90
 ID_SEPARATOR = "__"  # flat frame-folder ids: 'train/abseiling/x.mp4' -> 'train__abseiling__x'
 _PARTIAL, _OLD = "cpnet-partial", "cpnet-old"
@@ -215,7 +209,6 @@ def _encode(job: _Job, temp: Path) -> None:
                 stream.width, stream.height = output_size(frame.width, frame.height, job.short_side)
                 stream.pix_fmt = "yuv420p"
                 stream.options = {**CODEC_OPTIONS[job.codec], "g": str(job.keyframe_interval)}
-                stream.codec_context.thread_count = ENCODER_THREADS
             small = frame.reformat(width=stream.width, height=stream.height, format="yuv420p", interpolation="AREA")
             small.pts, small.time_base = k, 1 / rate  # a fresh timeline: frames may be dropped or repeated
             for packet in stream.encode(small):
