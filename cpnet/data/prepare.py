@@ -33,7 +33,13 @@ from tqdm import tqdm
 from cpnet.data.generic import load_folder
 from cpnet.data.layout import SPLITS
 from cpnet.data.records import MediaError
-from cpnet.data.video import VIDEO_EXTENSIONS, decode_from, open_video  # the reader's checks, shared
+from cpnet.data.video import (  # the reader's checks, shared
+    VIDEO_EXTENSIONS,
+    announced_frames,
+    check_decoded,
+    decode_from,
+    open_video,
+)
 from cpnet.files import atomic_write_text
 
 __all__ = ["PrepareReport", "extract_frames", "output_size", "pick_codec", "reencode", "write_lists"]
@@ -175,27 +181,17 @@ def _rates(path: Path, stream: av.VideoStream, fps: float | None) -> tuple[Fract
     return Fraction(fps).limit_denominator(1001), float(rate) / fps
 
 
-def _announced(container: av.container.InputContainer) -> int:
-    """Frames the container says the first video stream has (0 when it does not say)."""
-    stream = container.streams.video[0]
-    fps = float(stream.average_rate or stream.guessed_rate or 0)
-    return int(stream.frames or 0) or round((container.duration or 0) / av.time_base * fps)
-
-
 def _source_frames(container: av.container.InputContainer, path: Path, ratio: float) -> Iterator[av.VideoFrame]:
     """The decoded frames resampled to the output rate: output frame k is input frame round(k * ``ratio``).
     Raises MediaError when nothing decodes or clearly fewer frames decode than the container announces."""
-    announced = _announced(container)
+    announced = announced_frames(container)
     k = n = 0
     for pos, frame in decode_from(container, path, 0):
         n += 1
         while math.floor(k * ratio + 0.5) <= pos:
             k += 1
             yield frame
-    if n == 0:
-        raise MediaError(f"{path}: no frame decodes")
-    if n < announced - max(2, 0.05 * announced):
-        raise MediaError(f"{path}: truncated: {n} frames decode, the container announces {announced}")
+    check_decoded(path, n, announced)
 
 
 def _encode(job: _Job, temp: Path) -> None:

@@ -23,8 +23,8 @@ from torch.utils.data import get_worker_info
 from cpnet.data import frames as _frames
 from cpnet.data.records import MediaError
 
-__all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "count_frames", "decode_from", "open_video", "probe",
-           "read_clip"]
+__all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "announced_frames", "check_decoded", "count_frames",
+           "decode_from", "open_video", "probe", "read_clip"]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 SEEK_SECONDS = 2.0  # seek when the first wanted frame is further in than this; decoding from 0 is cheaper before
@@ -168,13 +168,24 @@ def probe(path: str | Path) -> int:
         return _frames.probe_frames(path)
     n = 0
     with open_video(path) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0)
-        announced = int(stream.frames or 0) or round((container.duration or 0) / av.time_base * fps)
+        announced = announced_frames(container)
         for _ in decode_from(container, path, 0):
             n += 1
-    if n == 0:
-        raise MediaError(f"{path}: no frame decodes")
-    if n < announced - max(2, 0.05 * announced):
-        raise MediaError(f"{path}: truncated: {n} frames decode, the container announces {announced}")
+    check_decoded(path, n, announced)
     return n
+
+
+def announced_frames(container: av.container.InputContainer) -> int:
+    """Frames the container says its first video stream has (from its duration when it stores no count; 0 when it
+    says neither)."""
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or 0)
+    return int(stream.frames or 0) or round((container.duration or 0) / av.time_base * fps)
+
+
+def check_decoded(path: Path, decoded: int, announced: int) -> None:
+    """MediaError when no frame decoded, or clearly fewer than the container announces (a truncated download)."""
+    if decoded == 0:
+        raise MediaError(f"{path}: no frame decodes")
+    if decoded < announced - max(2, 0.05 * announced):
+        raise MediaError(f"{path}: truncated: {decoded} frames decode, the container announces {announced}")
