@@ -176,8 +176,11 @@ def test_resumed_run_ends_with_exactly_the_uninterrupted_parameters(tmp_path):
     torch.randn(100)
     stale = tmp_path / "cut" / f".{LAST}.tmp4242"  # as left by a process killed mid-write
     stale.write_bytes(b"partial")
+    stale_metrics = tmp_path / "cut" / ".metrics.jsonl.tmp-0123456789abcdef"  # cpnet.files' temporary
+    stale_metrics.write_text('{"epoch": 9}\n')
     fit(model, opt, sched, train, val, resume=True, **kw)
     assert not stale.exists()
+    assert not stale_metrics.exists()
     for key, value in model.state_dict().items():
         assert torch.equal(value, reference[key]), key
     epochs = [json.loads(x)["epoch"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]

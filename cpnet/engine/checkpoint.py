@@ -40,11 +40,12 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporary files that a process killed mid-``atomic_save`` left in ``folder``; returns them.
+    """Delete the temporary files that a process killed mid-write left in ``folder`` (of a checkpoint, the config,
+    the labels or the metrics: every ``cpnet.files`` temporary); returns them.
 
     A killed process never reaches its own clean-up, so a resumed run removes them (they never hold a complete
-    checkpoint: the rename is the commit point)."""
-    stale = [p for p in Path(folder).glob(f".*.pt{TEMP_MARK}*") if p.is_file()]
+    file: the rename is the commit point)."""
+    stale = [p for p in Path(folder).glob(f".*{TEMP_MARK}*") if p.is_file()]
     stale += [p for p in Path(folder).glob(".*.pt.tmp[0-9]*") if p.is_file()]  # named so before cpnet.files
     for p in stale:
         p.unlink(missing_ok=True)

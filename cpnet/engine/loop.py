@@ -290,7 +290,7 @@ def fit(
         log(f"resumed {out_dir / LAST} after epoch {start_epoch}")
         if is_main():
             for stale in remove_stale_temporaries(out_dir):
-                log(f"removed {stale.name}, left by a process killed while writing a checkpoint")
+                log(f"removed {stale.name}, left by a process killed while writing it")
     history, record = [r for r in read_records(out_dir) if r.get("epoch", 0) <= start_epoch], {}
     barrier()  # every rank has read metrics.jsonl before rank 0 rewrites it
     run_log = RunLog(out_dir, keep_epochs=start_epoch) if is_main() else None
