@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_OPSET", "FORMATS", "example_input", "export_onnx", "export_t
 # since opset 11–13, and 17 is read by every ONNX Runtime since 1.12 and by TensorRT 8.6, so it is the most widely
 # loadable choice that is still recent. The TorchScript-based exporter writes opsets 7 to 20.
 DEFAULT_OPSET = 17
-FORMATS = ("onnx", "torchscript", "safetensors")  # safetensors: weights and settings, no graph
+FORMATS = ("onnx", "torchscript")  # graphs; weights alone: cpnet.models.save_safetensors
 INPUT_NAME, OUTPUT_NAME, BATCH_AXIS = "clip", "logits", "batch"
 
 # Which packages each step needs, and the pip line that installs them (also the `export` extra of cpnet).

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cpnet.export import DEFAULT_OPSET, FORMATS
+from cpnet.export import DEFAULT_OPSET
+from cpnet.export import FORMATS as GRAPH_FORMATS
 from cpnet.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from cpnet.app.config import Config
 
+FORMATS = (*GRAPH_FORMATS, "safetensors")  # safetensors: the weights and settings, no graph
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 # An export within this of eager PyTorch on random input passes outright.
 TOLERANCE = 1e-4
