@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import cpnet
 from cpnet.app.config import Config, config_to_dict
-from cpnet.app.runs import load_trained
+from cpnet.app.trained import load_trained
 from cpnet.cli import main
 from cpnet.engine import LAST, atomic_save, fit, load_checkpoint
 from cpnet.engine.checkpoint import check_plain, load_model_state, make_checkpoint

@@ -21,7 +21,7 @@ import torch.nn as nn
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from cpnet.app.runs import load_trained
+from cpnet.app.trained import load_trained
 from cpnet.cli import main
 from cpnet.engine import distributed
 from cpnet.engine.checkpoint import LAST, load_checkpoint, load_model_state, make_checkpoint

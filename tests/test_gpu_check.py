@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cpnet.app.config import load_config
-from cpnet.engine.loop import autocast
+from cpnet.device import autocast
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu-check.sh"
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cpnet.app.predict import predict_file
-from cpnet.app.runs import load_trained
+from cpnet.app.trained import load_trained
 from cpnet.cli import main
 from cpnet.data.stream import StreamReader
 from cpnet.data.synthetic import CLASS_NAMES

@@ -20,8 +20,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from cpnet.batch import as_view_batch
+from cpnet.device import autocast
 from cpnet.engine.distributed import all_gather_rows, get_world_size
-from cpnet.engine.loop import autocast
 from cpnet.metrics import aggregate_views, classification_report, topk_accuracy
 
 

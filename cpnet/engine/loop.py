@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cpnet.batch import as_batch
+from cpnet.device import autocast
 from cpnet.engine.checkpoint import (
     BEST,
     LAST,
@@ -83,18 +84,6 @@ class BadMediaBudget:
             raise MediaError(f"{self.where}{self.skipped} clips could not be read, more than max_bad_fraction="
                              f"{self.max_fraction} of {self.total} ({self.skipped} of {self.total} items had bad "
                              "media; the warnings above name the files; `cpnet data check` lists them all)")
-
-
-AMP_DTYPES = ("float16", "bfloat16")
-
-
-def autocast(device: torch.device, amp: bool, dtype: str = "float16") -> contextlib.AbstractContextManager:
-    """``dtype`` autocast on CUDA when ``amp``; a no-op elsewhere (CPU runs stay float32)."""
-    if dtype not in AMP_DTYPES:
-        raise ValueError(f"unknown mixed-precision dtype {dtype!r}; expected one of {', '.join(AMP_DTYPES)}")
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=getattr(torch, dtype))
-    return contextlib.nullcontext()
 
 
 def _timed(loader: DataLoader) -> Iterator[tuple[int, tuple, float]]:

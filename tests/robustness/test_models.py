@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from cpnet.app.config import load_config
-from cpnet.app.runs import load_trained
+from cpnet.app.trained import load_trained
 from cpnet.cli import main
 from cpnet.models import create_model
 from tests.robustness.conftest import write_config
