@@ -10,11 +10,12 @@ import torch.nn as nn
 
 import cpnet
 from cpnet.app.config import Config, config_to_dict
+from cpnet.app.runfolder import LAST
 from cpnet.app.trained import load_trained
 from cpnet.cli import main
-from cpnet.engine import LAST, atomic_save, fit, load_checkpoint
+from cpnet.engine import atomic_save, load_checkpoint
 from cpnet.engine.checkpoint import check_plain, load_model_state, make_checkpoint
-from tests.test_engine import make_run
+from tests.test_engine import fit, make_run
 
 TINY = {"width": 4, "layers": [1, 1, 1, 1], "stem_stride": 1}
 

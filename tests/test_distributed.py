@@ -21,10 +21,11 @@ import torch.nn as nn
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from cpnet.app.runfolder import LAST
 from cpnet.app.trained import load_trained
 from cpnet.cli import main
 from cpnet.engine import distributed
-from cpnet.engine.checkpoint import LAST, load_checkpoint, load_model_state, make_checkpoint
+from cpnet.engine.checkpoint import load_checkpoint, load_model_state, make_checkpoint
 from cpnet.engine.distributed import ShardBatchSampler, launch_env
 from cpnet.engine.optim import linear_scaled_lr
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cpnet.app.config import Config, load_config
 from cpnet.app.datasets import eval_loader, frame_cache, read_split, view_dataset
-from cpnet.app.runfolder import RunFolder, prepare_eval_dir
+from cpnet.app.runfolder import RunFolder, prepare_eval_dir, write_eval_report
 from cpnet.app.trained import checkpoint_config, load_trained
 from cpnet.data.annotations import DatasetSplit
 from cpnet.data.cache import FrameCache
@@ -19,8 +19,7 @@ from cpnet.data.views import view_protocol
 from cpnet.device import resolve_device
 from cpnet.engine import distributed
 from cpnet.engine.distributed import barrier, get_world_size, is_main, main_only
-from cpnet.engine.evaluation import EvalResult, collect_view_logits, summarize, write_eval_outputs
-from cpnet.reports.figures import plot_confusion
+from cpnet.engine.evaluation import EvalResult, collect_view_logits, summarize
 
 
 def eval_command(*, run: str | Path | None = None, checkpoint: str | Path | None = None,
@@ -87,10 +86,8 @@ def eval_run(cfg: Config, checkpoint: str | Path, out_dir: str | Path, *, split:
                           "split": split, "protocol": protocol, "clips": views_of.clips,
                           "crops": views_of.crops} | result.summary
         if is_main():
-            report = write_eval_outputs(prepare_eval_dir(out_dir), result, logits,
-                                        [r.video_id for r in records.records], records.class_names)
-            if result.confusion is not None:
-                plot_confusion(result.confusion, records.class_names, report / "confusion.png")
+            write_eval_report(prepare_eval_dir(out_dir), result, logits, [r.video_id for r in records.records],
+                              records.class_names)
             log(_summary_line(result.summary) + f"\nreport: {out_dir}")
         barrier()  # the report exists when any rank returns
     return result

@@ -33,6 +33,7 @@ from cpnet.data.annotations import DatasetSplit
 from cpnet.data.cache import FrameCache
 from cpnet.device import resolve_device
 from cpnet.engine import distributed
+from cpnet.engine.checkpoint import check_compatible, load_checkpoint
 from cpnet.engine.distributed import barrier, get_rank, get_world_size, is_main, main_only
 from cpnet.engine.finetune import freeze
 from cpnet.engine.loop import TrainOptions, fit
@@ -133,13 +134,43 @@ def _train(cfg: Config, run: RunFolder, *, resume: bool, init: Path | None, prog
         where = f"{device}" if world == 1 else f"{world} processes ({device} on rank 0)"
         log(f"{cfg.model.name}: {params / 1e6:.3f} M parameters, {len(train_set)} training clips, "
             f"{len(val_batches.dataset)} validation clips, {cfg.train.epochs} epochs on {where}")
-        summary = fit(model, optimizer, schedule, train_batches, val_batches, device=device,
-                      options=_train_options(cfg, progress), out_dir=run.path, meta=meta, resume=resume, log=log)
+        summary = fit_in(run, model, optimizer, schedule, train_batches, val_batches, device=device,
+                          options=_train_options(cfg, progress), meta=meta, resume=resume, log=log)
         if cache is not None:
             log(cache.describe())
     log(f"done: {summary['epochs']} epochs, best val top1 {100 * summary['best_top1']:.2f}%, "
         f"{summary['train_seconds']:.1f}s training; run folder {run.path}")
     return summary | {"params": params}
+
+
+def fit_in(run: RunFolder, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+            train_batches, val_batches, *, resume: bool, log: Callable[[str], None], **kwargs) -> dict:
+    """The engine's ``fit``, keeping each epoch in ``run`` (rank 0 writes); with ``resume``, from its last
+    checkpoint, dropping what an interruption left half-written."""
+    state, history = None, []
+    if resume:
+        state = load_checkpoint(run.last)  # every rank: DDP replicas start from the same state
+        meta = kwargs.get("meta") or {}
+        if "model_name" in meta:
+            check_compatible(state, meta["model_name"], meta.get("num_classes"), run.last)
+        history, note = run.read_metrics(upto_epoch=int(state["epoch"]))
+        log(f"resumed {run.last} after epoch {state['epoch']}")
+        if note:
+            log(note)
+        if is_main():
+            for stale in run.remove_stale_temporaries():
+                log(f"removed {stale.name}, left by a process killed while writing it")
+    barrier()  # every rank has read the metrics before rank 0 rewrites them
+    recorder = run.recorder(keep_epochs=int(state["epoch"]) if state else 0) if is_main() else None
+    try:
+        if recorder is not None and state is not None:
+            recorder.restore(state.get("metrics") or {})
+            history, _ = run.read_metrics(upto_epoch=int(state["epoch"]))
+        return fit(model, optimizer, schedule, train_batches, val_batches, resume=state, history=history,
+                   on_epoch_end=recorder.epoch_end if recorder is not None else None, log=log, **kwargs)
+    finally:
+        if recorder is not None:
+            recorder.close()
 
 
 def _splits(cfg: Config) -> tuple[DatasetSplit, DatasetSplit]:

@@ -5,13 +5,12 @@ The engine takes models, loaders and options as objects: it imports neither the 
 arrive as :mod:`cpnet.batch` types). ``cpnet.app`` turns a config into these calls, for the CLI and the demo.
 """
 
-from cpnet.engine.checkpoint import BEST, LAST, atomic_save, check_compatible, load_checkpoint
-from cpnet.engine.loop import NonFiniteLossError, TrainOptions, evaluate, fit, train_one_epoch
+from cpnet.engine.checkpoint import atomic_save, check_compatible, load_checkpoint
+from cpnet.engine.loop import EpochEnd, NonFiniteLossError, TrainOptions, evaluate, fit, train_one_epoch
 from cpnet.engine.optim import LRSchedule, build_optimizer, parameter_groups
 
 __all__ = [
-    "BEST",
-    "LAST",
+    "EpochEnd",
     "LRSchedule",
     "NonFiniteLossError",
     "TrainOptions",

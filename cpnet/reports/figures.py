@@ -24,7 +24,7 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path) ->
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")  # PNG whatever the name (a temporary one, say)
     plt.close(fig)
 
 

@@ -13,7 +13,6 @@ import pytest
 from cpnet.app.config import config_from_dict, save_config
 from cpnet.app.runfolder import RunFolder, prepare_eval_dir
 from cpnet.cli import main
-from cpnet.engine.runlog import RunLog
 from tests.robustness.conftest import tiny_config, write_config
 
 
@@ -61,7 +60,7 @@ def test_a_second_training_into_a_locked_folder_is_refused_naming_the_holder(syn
 def test_config_and_metrics_are_replaced_atomically(tmp_path, monkeypatch):
     cfg = config_from_dict({"name": "first"})
     path = save_config(cfg, tmp_path / "config.yaml")
-    RunLog(tmp_path).write({"epoch": 1, "train_loss": 1.0})
+    RunFolder(tmp_path).recorder().write({"epoch": 1, "train_loss": 1.0})
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
 
     def failing_replace(src, dst):
@@ -71,7 +70,7 @@ def test_config_and_metrics_are_replaced_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         save_config(config_from_dict({"name": "second"}), path)
     with pytest.raises(OSError, match="No space"):
-        RunLog(tmp_path, keep_epochs=0)  # the resume rewrite of metrics.jsonl
+        RunFolder(tmp_path).recorder(keep_epochs=0)  # the resume rewrite of metrics.jsonl
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # no temporary left
 
 
