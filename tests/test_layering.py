@@ -84,3 +84,16 @@ def test_the_rules_of_the_issue_hold():
     assert ALLOWED["cli"] == {"app", "errors"}
     assert "models" not in ALLOWED["ops"] and "data" not in ALLOWED["engine"]
     assert not (PACKAGE / "config.py").exists(), "the config lives in the application layer"
+
+
+def test_predict_imports_no_training_loop():
+    """``cpnet predict`` loads a model and classifies: importing it pulls in neither the training loop (and its
+    progress bars) nor the training and evaluation workflows."""
+    import subprocess
+    import sys
+
+    unwanted = ("cpnet.engine.loop", "cpnet.app.train", "cpnet.app.evaluate")
+    code = f"import sys, cpnet.app.predict; print(sorted(m for m in {unwanted!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=PACKAGE.parent)
+    assert done.stdout.strip() == "[]"

@@ -12,8 +12,9 @@ import yaml
 from cpnet.cli import main
 from cpnet.data.synthetic import CLASS_NAMES, write_jester
 from cpnet.engine.checkpoint import load_checkpoint
+from tests.helpers import ROOT
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "released_r34_w8"
+FIXTURE = ROOT / "tests" / "fixtures" / "released_r34_w8"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from cpnet.data.transforms import eval_transform, view_transform
 from cpnet.data.video import read_clip
 from cpnet.data.views import view_protocol
 from tests.data.media import indexed_frames, write_video
-from tests.robustness.conftest import synthetic_root, trained_run  # noqa: F401 (fixtures reused here)
 
 FPS = 12
 NUM_FRAMES = 48  # 4 s at 12 fps

@@ -15,8 +15,8 @@ import yaml
 from cpnet.cli import main
 from cpnet.engine.checkpoint import load_checkpoint
 from tests.data.media import write_frame_folder
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "released_r34_w8"
 CLASSES = ["clap", "point", "stop", "wave", "zoom"]
 

@@ -13,7 +13,9 @@ import pytest
 from cpnet.app.config import config_from_dict, save_config
 from cpnet.app.runfolder import RunFolder, prepare_eval_dir
 from cpnet.cli import main
-from tests.robustness.conftest import tiny_config, write_config
+from tests.helpers import tiny_config, write_config
+
+pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
 
 
 def _train(config: Path, out: Path, *extra: str) -> int:

@@ -15,7 +15,7 @@ from cpnet.app.trained import load_trained
 from cpnet.cli import main
 from cpnet.engine import atomic_save, load_checkpoint
 from cpnet.engine.checkpoint import check_plain, load_model_state, make_checkpoint
-from tests.test_engine import fit, make_run
+from tests.engine.test_loop import fit, make_run
 
 TINY = {"width": 4, "layers": [1, 1, 1, 1], "stem_stride": 1}
 

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,8 +27,8 @@ from cpnet.engine import distributed
 from cpnet.engine.checkpoint import load_checkpoint, load_model_state, make_checkpoint
 from cpnet.engine.distributed import ShardBatchSampler, launch_env
 from cpnet.engine.optim import linear_scaled_lr
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # seconds for one torchrun launch; a hang fails instead of blocking the suite
 TINY = {
     "name": "tiny_ddp",
