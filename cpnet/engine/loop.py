@@ -348,7 +348,7 @@ def _summary(history: list[dict], last: dict, best: float, log: Callable[[str], 
     val_skipped = sum(r.get("val_skipped", 0) for r in history)
     if skipped or val_skipped:
         log(f"skipped unreadable clips: {skipped} in training and {val_skipped} in validation over {len(history)} "
-            "epochs (per epoch in metrics.jsonl; the warnings above name the files)")
+            "epochs (per epoch in the epoch records; the warnings above name the files)")
     return {"epochs": len(history), "best_top1": best, "last": last, "skipped": skipped,
             "val_skipped": val_skipped, "train_seconds": sum(r["train_seconds"] for r in history)}
 
