@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"ops", "files"},
     "data": {"batch", "errors", "files"},
     "engine": {"batch", "device", "errors", "files", "metrics"},
-    "reports": {"models", "ops"},
+    "reports": {"files", "models", "ops"},
     "export": {"files"},
     "convert": {"data", "models"},
     "app": {"convert", "data", "device", "engine", "errors", "export", "files", "metrics", "models", "reports"},

@@ -7,10 +7,12 @@ accept it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cpnet.app.config import config_from_dict, config_to_dict
 from cpnet.convert.released import convert_released
+from cpnet.convert.tf_checkpoint import resolve_tf_prefix
 from cpnet.engine.checkpoint import atomic_save, make_checkpoint
 
 
@@ -20,6 +22,7 @@ def convert_tf(checkpoint: str | Path, preset: str, labels: str | Path, out: str
     checkpoint to ``out`` (atomically: nothing partial is left on an error). Refuses an existing ``out`` unless
     ``force``. Returns the checkpoint's metadata."""
     out = Path(out)
+    _refuse_inputs_as_output(out, checkpoint, labels)
     if out.exists() and not force:
         raise ValueError(f"{out} exists; pass --force to overwrite it")
     released = convert_released(checkpoint, preset, labels)
@@ -29,3 +32,15 @@ def convert_tf(checkpoint: str | Path, preset: str, labels: str | Path, out: str
             "converted_from": str(released.source)}
     atomic_save(make_checkpoint(released.model, epoch=0, meta=meta), out)
     return meta
+
+
+def _refuse_inputs_as_output(out: Path, checkpoint: str | Path, labels: str | Path) -> None:
+    """``--out`` may never be one of the files read (the TF index or data shards, the label file), even with
+    ``--force``: the conversion would replace its own input."""
+    if not os.path.lexists(out):
+        return
+    prefix = resolve_tf_prefix(checkpoint)
+    inputs = [Path(labels), prefix.with_name(prefix.name + ".index"), *prefix.parent.glob(prefix.name + ".data-*")]
+    for path in inputs:
+        if path.exists() and os.path.samefile(out, path):
+            raise ValueError(f"--out {out} is the input {path}; expected a new file for the cpnet checkpoint")

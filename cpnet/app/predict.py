@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from cpnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, view_transform
 from cpnet.data.video import read_clip
 from cpnet.data.views import PROTOCOL_NAMES, ViewProtocol, view_protocol
 from cpnet.device import autocast, resolve_device
+from cpnet.files import atomic_write_text
 from cpnet.metrics import softmax
 from cpnet.reports.tables import write_csv
 from cpnet.reports.timeline import plot_timeline
@@ -257,15 +259,16 @@ def _window_probs(pred: Predictor, path: Path, first: int, count: int) -> np.nda
 
 def write_timeline(result: dict, out: Path, force: bool = False) -> list[Path]:
     """timeline.csv (one row per window: times and the top classes), timeline.json (``result``) and timeline.png
-    (the ``series`` over time) in ``out``; existing files are refused unless ``force``."""
+    (the ``series`` over time) in ``out``, each whole or not at all; existing files (a dangling symlink included)
+    are refused unless ``force``, and a symlink is then replaced, never written through."""
     out = Path(out)
     paths = [out / name for name in TIMELINE_FILES]
-    existing = [p for p in paths if p.exists()]
+    existing = [p for p in paths if os.path.lexists(p)]
     if existing and not force:
         raise ValueError(f"{existing[0]} already exists; pass --force to replace the timeline files in {out}")
     out.mkdir(parents=True, exist_ok=True)
     write_csv([_csv_row(w) for w in result["windows"]], paths[0])
-    paths[1].write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(paths[1], json.dumps(result, indent=1) + "\n")
     times = [(w["start_s"] + w["end_s"]) / 2 for w in result["windows"]]
     title = (f"{result['model']} ({Path(result['checkpoint']).name}) on {Path(result['source']).name}, "
              f"{result['views']['protocol']} views")

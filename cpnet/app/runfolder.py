@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import socket
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -174,7 +175,18 @@ def _acquire(lock: Path) -> int:
     """An open descriptor of ``lock`` holding its exclusive flock; the lock file is the one at that name (a holder
     that removed it as it finished leaves a stale inode behind, which is retried)."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a symlink: the lock file is written, and a link could name any file of the user's
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError:
+            if os.path.islink(lock):
+                raise ValueError(f"{lock} is a symbolic link; expected cpnet's lock file (a run folder's .lock is "
+                                 "never a link): remove it") from None
+            raise
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            raise ValueError(f"{lock} is not a plain file of its own (a hard link or a special file); expected "
+                             "cpnet's lock file: remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -326,8 +338,7 @@ def write_eval_report(folder: str | Path, result, views, video_ids: list[str], c
     atomic_write_text(out / CONFUSION_CSV, _csv(confusion))
     from cpnet.reports.figures import plot_confusion
 
-    with atomic_output(out / CONFUSION_PNG) as tmp:
-        plot_confusion(result.confusion, class_names, tmp)
+    plot_confusion(result.confusion, class_names, out / CONFUSION_PNG)
     return out
 
 

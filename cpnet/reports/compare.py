@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cpnet.reports.plotting import pyplot
+from cpnet.reports.plotting import pyplot, save_png
 from cpnet.reports.tables import markdown_table
 
 
@@ -67,6 +67,5 @@ def plot_gains(rows: list[dict], path: str | Path, label_a: str, label_b: str) -
     ax.set_ylabel(f"top-1 of {label_b} minus {label_a} (points)")
     ax.set_title(f"per-class gain of {label_b} over {label_a}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
     return Path(path)

@@ -240,3 +240,17 @@ def test_a_frame_folder_timeline_plays_at_fps(capsys, checkpoint, synthetic_root
                      str(tmp_path), "--device", "cpu")
     assert timeline["fps"] == 4 and timeline["num_frames"] == 4 and timeline["duration_s"] == 1
     assert [(w["start_s"], w["end_s"]) for w in timeline["windows"]] == [(0, 0.5), (0.5, 1.0)]
+
+
+@pytest.mark.robustness
+def test_a_dangling_timeline_symlink_is_refused_and_never_written_through(capsys, video, checkpoint, tmp_path):
+    """Issue 24 #12: timeline.csv as a dangling symlink in --out skipped the 'exists' check and was written
+    through the link."""
+    out, target = tmp_path / "timeline", tmp_path / "elsewhere.csv"
+    out.mkdir()
+    (out / "timeline.csv").symlink_to(target)
+    argv = [video, "--checkpoint", checkpoint, "--window", "2", "--out", str(out), "--device", "cpu"]
+    code, _, err = _predict(capsys, *argv)
+    assert code == 2 and "timeline.csv already exists" in err and not target.exists()
+    assert _predict(capsys, *argv, "--force")[0] == 0
+    assert not target.exists() and not (out / "timeline.csv").is_symlink()  # the link replaced, not followed
