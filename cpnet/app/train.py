@@ -28,6 +28,7 @@ from cpnet.app.trained import (
     placed,
     stage_prefixes,
     warn_if_cp_starts_closed,
+    with_init_options,
 )
 from cpnet.data.annotations import DatasetSplit
 from cpnet.data.cache import FrameCache
@@ -88,6 +89,8 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, force: 
     run = RunFolder(out_dir)
     init = None if resume else initial_weights(init or cfg.model.init)  # a missing file stops before any data
     first = (distributed.launch_env() or distributed.LaunchEnv(0, 1, 0)).rank == 0
+    # The weights' own model settings: the run's config.yaml then records the options it trains with.
+    cfg = with_init_options(cfg, init, log if first else lambda message: None)
     with run.locked() if first else contextlib.nullcontext():
         if first:
             for path in run.prepare(resume=resume, force=force):

@@ -5,9 +5,11 @@ visualisation all start here; importing it pulls in neither the training loop no
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -21,6 +23,7 @@ from cpnet.engine.checkpoint import (
     load_model_state,
 )
 from cpnet.models import CPModule, create_model
+from cpnet.models.weights import load_weights
 
 
 def build_model(cfg: Config, num_classes: int) -> nn.Module:
@@ -60,10 +63,55 @@ def warn_if_cp_starts_closed(model: nn.Module, name: str) -> None:
                       "scratch, model.options.cp_init_gamma: 1.0 starts them active", stacklevel=2)
 
 
+def _weights_file(path: Path) -> bool:
+    """Whether ``path`` holds cpnet weights with their model settings (a checkpoint or a ``.safetensors`` export)
+    rather than ImageNet ResNet weights."""
+    return path.suffix.lower() == ".safetensors" or is_cpnet_checkpoint(path)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists, so a YAML option and the same option stored in a checkpoint compare equal."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def with_init_options(cfg: Config, init: Path | None, log: Callable[[str], None] = print) -> Config:
+    """``cfg`` with the model settings that the weights in ``init`` were trained with: a cpnet checkpoint or
+    ``.safetensors`` file stores its preset's ``model.options`` (as ``create_model(pretrained=...)`` applies them),
+    so a fine-tuning config needs only the preset's name. An option the config also sets to another value is an
+    error naming each such option with both values; options only the config sets (``dropout``, say) stay."""
+    if init is None or not _weights_file(init):
+        return cfg
+    _, meta = load_weights(init)
+    if meta["model_name"] != cfg.model.name:
+        raise ValueError(f"model.init {init} holds a {meta['model_name']!r} model; this run builds "
+                         f"{cfg.model.name!r}: set model.name: {meta['model_name']} to fine-tune it")
+    stored, given = dict(meta["options"]), dict(cfg.model.options)
+    differ = [f"{key}: {_plain(given[key])!r} here, {_plain(value)!r} in the checkpoint"
+              for key, value in stored.items() if key in given and _plain(given[key]) != _plain(value)]
+    if differ:
+        raise ValueError(f"model.options contradict the weights in model.init {init} ({'; '.join(differ)}); remove "
+                         "them from model.options (the checkpoint's are used) or train without model.init")
+    taken = {key: value for key, value in stored.items() if key not in given}
+    if taken:
+        log(f"model.options from {init.name}: " + ", ".join(f"{k}={_plain(v)!r}" for k, v in taken.items()))
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options={**stored, **given}))
+
+
 def initialise(model: nn.Module, path: Path, model_name: str, class_names: list[str],
                log: Callable[[str], None]) -> None:
-    """``--init``: a cpnet checkpoint (a trained or converted model: fine-tuning, a new classifier when the class
-    count differs) or ImageNet ResNet weights (torchvision state dict or tensorpack npz) for the backbone."""
+    """``--init``: cpnet weights (a trained or converted checkpoint, or a ``.safetensors`` export: fine-tuning, a
+    new classifier when the classes differ) or ImageNet ResNet weights (torchvision state dict or tensorpack npz)
+    for the backbone."""
+    if path.suffix.lower() == ".safetensors":
+        state, meta = load_weights(path)
+        ckpt = {"model": state, "model_name": meta["model_name"], "class_names": meta["class_names"],
+                "num_classes": meta["num_classes"], "epoch": "of the export"}
+        log(load_for_finetuning(model, ckpt, model_name, path, class_names=class_names))
+        return
     if is_cpnet_checkpoint(path):
         log(load_for_finetuning(model, load_checkpoint(path), model_name, path, class_names=class_names))
         return
