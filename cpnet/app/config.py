@@ -126,6 +126,12 @@ class TrainConfig:
     # BatchNorm statistics stay fixed too — and freeze_bn: every BatchNorm keeps its running statistics
     freeze: list[str] = field(default_factory=list)
     freeze_bn: bool = False
+    # Progress inside an epoch, for batch jobs (nohup, SLURM, CI: stdout is a file, so no progress bar): a line
+    # every log_every iterations (0: not by count) and, when stdout is not a terminal, every log_seconds seconds
+    # (0: never); every record_seconds at most one of them is also kept in metrics.jsonl (and TensorBoard)
+    log_every: int = 0
+    log_seconds: float = 30.0
+    record_seconds: float = 300.0
 
 
 @dataclass
@@ -253,7 +259,8 @@ def validate(cfg: Config) -> Config:
                           "data.synthetic.num_train",
                           "data.synthetic.num_val", "data.synthetic.num_frames", "data.synthetic.size"])
     _check_positive(cfg, ["optim.lr", "optim.momentum", "optim.weight_decay", "optim.min_lr", "optim.warmup_epochs",
-                          "data.workers", "data.cache_mb", "data.max_bad_fraction", "train.label_smoothing"],
+                          "data.workers", "data.cache_mb", "data.max_bad_fraction", "train.label_smoothing",
+                          "train.log_every", "train.log_seconds", "train.record_seconds"],
                     allow_zero=True)
     if not 0.0 <= cfg.train.label_smoothing < 1.0:
         smoothing = cfg.train.label_smoothing

@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,10 +127,11 @@ class RunFolder:
             p.unlink(missing_ok=True)
         return stale
 
-    def recorder(self, keep_epochs: int = 0) -> RunRecorder:
-        """What a training keeps of each epoch here (``fit``'s ``on_epoch_end``); metrics of epochs after
-        ``keep_epochs``, left by an interrupted run, are dropped first."""
-        return RunRecorder(self, keep_epochs)
+    def recorder(self, keep_epochs: int = 0, progress_seconds: float = 300.0) -> RunRecorder:
+        """What a training keeps of each epoch here (``fit``'s ``on_epoch_end``) and of its progress inside an
+        epoch (``on_progress``, at most every ``progress_seconds``); metrics of epochs after ``keep_epochs``, left
+        by an interrupted run, are dropped first."""
+        return RunRecorder(self, keep_epochs, progress_seconds)
 
     def prepare(self, *, resume: bool = False, force: bool = False) -> list[Path]:
         """Check that a training may start here: ``resume`` needs a last checkpoint; a fresh start needs a folder
@@ -226,9 +228,10 @@ def prepare_eval_dir(path: str | Path) -> Path:
 
 # --- what a training keeps ------------------------------------------------------------------------------------------
 
-def read_metrics(path: Path, upto_epoch: int | None = None) -> tuple[list[dict], str | None]:
-    """The records of the metrics file ``path`` (none when it does not exist) and a note naming a last line that
-    is incomplete (no newline, or not JSON), which is left out."""
+def read_metrics(path: Path, upto_epoch: int | None = None, progress: bool = False) -> tuple[list[dict], str | None]:
+    """The epoch records of the metrics file ``path`` (none when it does not exist; with ``progress``, the records
+    of progress inside an epoch instead, those with an ``iteration``) and a note naming a last line that is
+    incomplete (no newline, or not JSON), which is left out."""
     if not path.is_file():
         return [], None
     text = path.read_text(errors="replace")
@@ -248,7 +251,8 @@ def read_metrics(path: Path, upto_epoch: int | None = None) -> tuple[list[dict],
                              "per line as cpnet writes them") from None
         if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
             raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'epoch'")
-        records.append(record)
+        if ("iteration" in record) == progress:
+            records.append(record)
     if tail.strip():
         note = f"dropped the last line of {path}, cut short by an interrupted write ({tail[:40]!r}…)"
     if upto_epoch is not None:
@@ -263,12 +267,24 @@ class RunRecorder:
     restores a metrics line the crash kept from being written, from the checkpoint itself. Scalars go to
     TensorBoard too when it is installed."""
 
-    def __init__(self, run: RunFolder, keep_epochs: int = 0) -> None:
-        self.run = run
+    def __init__(self, run: RunFolder, keep_epochs: int = 0, progress_seconds: float = 300.0) -> None:
+        self.run, self.progress_seconds, self.last_progress = run, progress_seconds, time.monotonic()
         run.path.mkdir(parents=True, exist_ok=True)
-        kept, _ = run.read_metrics(upto_epoch=keep_epochs)
+        kept = [r for r in _all_records(run.metrics) if r["epoch"] <= keep_epochs]
         atomic_write_text(run.metrics, "".join(json.dumps(r) + "\n" for r in kept))
         self.tb = _tensorboard(run.path / TENSORBOARD)
+
+    def progress(self, record: dict) -> None:
+        """Keep a progress record (``fit``'s ``on_progress``) when ``progress_seconds`` have passed since the last
+        one kept; every one goes to TensorBoard, at the global iteration."""
+        now = time.monotonic()
+        if self.progress_seconds > 0 and now - self.last_progress >= self.progress_seconds:
+            self.last_progress = now
+            self._append(record)
+        if self.tb is not None:
+            step = (record["epoch"] - 1) * record["iterations"] + record["iteration"]
+            for key in ("train_loss", "lr", "data_seconds", "step_seconds", "peak_memory_mb"):
+                self.tb.add_scalar(f"progress/{key}", record[key], step)
 
     def restore(self, record: dict) -> None:
         """Write ``record`` (the last checkpoint's own) when the metrics lack its epoch."""
@@ -284,20 +300,30 @@ class RunRecorder:
 
     def write(self, record: dict) -> None:
         """Append ``record`` as one line (non-finite numbers as null) and mirror its scalars to TensorBoard."""
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with open(self.run.metrics, "a") as f:
-            f.write(json.dumps(clean) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self._append(record)
         if self.tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "epoch":
                     self.tb.add_scalar(key, value, record["epoch"])
             self.tb.flush()
 
+    def _append(self, record: dict) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with open(self.run.metrics, "a") as f:
+            f.write(json.dumps(clean) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _all_records(path: Path) -> list[dict]:
+    """Epoch and progress records of ``path``, in file order (a last line cut short left out)."""
+    epochs, _ = read_metrics(path)
+    steps, _ = read_metrics(path, progress=True)
+    return sorted(epochs + steps, key=lambda r: (r["epoch"], "iteration" not in r, r.get("iteration", 0)))
 
 
 def _tensorboard(log_dir: Path):

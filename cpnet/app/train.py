@@ -39,6 +39,7 @@ from cpnet.engine.distributed import barrier, get_rank, get_world_size, is_main,
 from cpnet.engine.finetune import freeze
 from cpnet.engine.loop import TrainOptions, fit
 from cpnet.engine.optim import LRSchedule, bn_momentum_schedule, build_optimizer, linear_scaled_lr
+from cpnet.engine.progress import ProgressOptions
 from cpnet.models.params import count_params
 
 
@@ -135,10 +136,13 @@ def _train(cfg: Config, run: RunFolder, *, resume: bool, init: Path | None, prog
             run.write_labels(train_split.class_names)
         world = get_world_size()
         where = f"{device}" if world == 1 else f"{world} processes ({device} on rank 0)"
-        log(f"{cfg.model.name}: {params / 1e6:.3f} M parameters, {len(train_set)} training clips, "
+        per_epoch = len(train_batches) * cfg.train.batch_size * world if train_batches.drop_last else len(train_set)
+        dropped = f" ({per_epoch} per epoch: the last partial batch is dropped)" if per_epoch < len(train_set) else ""
+        log(f"{cfg.model.name}: {params / 1e6:.3f} M parameters, {len(train_set)} training clips{dropped}, "
             f"{len(val_batches.dataset)} validation clips, {cfg.train.epochs} epochs on {where}")
         summary = fit_in(run, model, optimizer, schedule, train_batches, val_batches, device=device,
-                          options=_train_options(cfg, progress), meta=meta, resume=resume, log=log)
+                         options=_train_options(cfg, progress), meta=meta, resume=resume, log=log,
+                         record_seconds=cfg.train.record_seconds)
         if cache is not None:
             log(cache.describe())
     log(f"done: {summary['epochs']} epochs, best val top1 {100 * summary['best_top1']:.2f}%, "
@@ -147,9 +151,11 @@ def _train(cfg: Config, run: RunFolder, *, resume: bool, init: Path | None, prog
 
 
 def fit_in(run: RunFolder, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
-            train_batches, val_batches, *, resume: bool, log: Callable[[str], None], **kwargs) -> dict:
-    """The engine's ``fit``, keeping each epoch in ``run`` (rank 0 writes); with ``resume``, from its last
-    checkpoint, dropping what an interruption left half-written."""
+           train_batches, val_batches, *, resume: bool, log: Callable[[str], None], record_seconds: float = 300.0,
+           **kwargs) -> dict:
+    """The engine's ``fit``, keeping each epoch in ``run`` (rank 0 writes) and a progress record at most every
+    ``record_seconds``; with ``resume``, from its last checkpoint, dropping what an interruption left
+    half-written."""
     state, history = None, []
     if resume:
         state = load_checkpoint(run.last)  # every rank: DDP replicas start from the same state
@@ -164,13 +170,15 @@ def fit_in(run: RunFolder, model: nn.Module, optimizer: torch.optim.Optimizer, s
             for stale in run.remove_stale_temporaries():
                 log(f"removed {stale.name}, left by a process killed while writing it")
     barrier()  # every rank has read the metrics before rank 0 rewrites them
-    recorder = run.recorder(keep_epochs=int(state["epoch"]) if state else 0) if is_main() else None
+    recorder = run.recorder(keep_epochs=int(state["epoch"]) if state else 0,
+                            progress_seconds=record_seconds) if is_main() else None
     try:
         if recorder is not None and state is not None:
             recorder.restore(state.get("metrics") or {})
             history, _ = run.read_metrics(upto_epoch=int(state["epoch"]))
         return fit(model, optimizer, schedule, train_batches, val_batches, resume=state, history=history,
-                   on_epoch_end=recorder.epoch_end if recorder is not None else None, log=log, **kwargs)
+                   on_epoch_end=recorder.epoch_end if recorder is not None else None,
+                   on_progress=recorder.progress if recorder is not None else None, log=log, **kwargs)
     finally:
         if recorder is not None:
             recorder.close()
@@ -191,7 +199,8 @@ def _train_options(cfg: Config, progress: bool | None) -> TrainOptions:
                         max_bad_fraction=cfg.data.max_bad_fraction if cfg.data.skip_bad else 0.0,
                         progress=progress, val_every=cfg.train.val_every,
                         bn_momentum=bn_momentum_schedule(cfg.optim.bn_momentum, cfg.optim.step_size),
-                        hold_bn=("",) if cfg.train.freeze_bn else stage_prefixes(cfg.train.freeze))
+                        hold_bn=("",) if cfg.train.freeze_bn else stage_prefixes(cfg.train.freeze),
+                        report=ProgressOptions(every=cfg.train.log_every, seconds=cfg.train.log_seconds))
 
 
 def global_batch(cfg: Config) -> int:

@@ -34,6 +34,7 @@ from cpnet.engine.checkpoint import check_compatible, load_model_state, make_che
 from cpnet.engine.distributed import barrier, get_rank, is_main, main_only, sum_over_ranks, unwrap
 from cpnet.engine.finetune import hold_batchnorm_statistics
 from cpnet.engine.optim import LRSchedule, set_bn_momentum
+from cpnet.engine.progress import IntervalReport, ProgressOptions
 from cpnet.errors import MediaError
 from cpnet.metrics import topk_correct
 
@@ -56,6 +57,7 @@ class TrainOptions:
     val_every: int = 1  # validate after every n-th epoch and after the last one
     bn_momentum: Callable[[int], float] | None = None  # epoch -> BatchNorm momentum (None: the layers' own)
     hold_bn: tuple[str, ...] = ()  # module prefixes whose BatchNorm statistics stay fixed in training ("": all)
+    report: ProgressOptions = ProgressOptions()  # progress lines inside an epoch (batch jobs: stdout is a file)
 
 
 class BadMediaBudget:
@@ -111,16 +113,21 @@ def train_one_epoch(
     options: TrainOptions,
     scaler: torch.amp.GradScaler,
     epoch: int,
+    log: Callable[[str], None] | None = None,
+    on_progress: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train for one pass over ``loader``; returns mean loss, running top-1, counts and timings (over all ranks).
 
-    With several ranks, a step where some rank has no readable clip is skipped by all of them.
+    With several ranks, a step where some rank has no readable clip is skipped by all of them. Rank 0 reports
+    progress at ``options.report``'s intervals to ``log`` (a line) and ``on_progress`` (a record).
     """
     model.train()
     hold_batchnorm_statistics(model, options.hold_bn)
     budget = BadMediaBudget(len(loader.dataset), options.max_bad_fraction, where=f"epoch {epoch + 1}: ")
     show = is_main() and (sys.stderr.isatty() if options.progress is None else options.progress)
     totals, start = _EpochTotals(), time.perf_counter()
+    report = IntervalReport(options.report, epoch=epoch, epochs=options.epochs, iterations=len(loader),
+                            device=device, log=log or print, on_progress=on_progress) if is_main() and log else None
     optimizer.zero_grad(set_to_none=True)
     window_has_grads = False  # an optimiser step only after some backward: an enabled AMP scaler refuses otherwise
     with tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not show, leave=False) as bar:
@@ -141,11 +148,15 @@ def train_one_epoch(
                 optimizer.zero_grad(set_to_none=True)
                 schedule.step()
                 window_has_grads = False
+            step_time = time.perf_counter() - t0
             totals.data_seconds += waited
-            totals.step_seconds += time.perf_counter() - t0
+            totals.step_seconds += step_time
+            running = totals.loss / max(totals.seen, 1)
             bar.update(1)
-            bar.set_postfix(loss=f"{totals.loss / max(totals.seen, 1):.3f}", lr=f"{schedule.lr:.3g}",
-                            data=f"{1e3 * waited:.0f}ms", step=f"{1e3 * (time.perf_counter() - t0):.0f}ms")
+            bar.set_postfix(loss=f"{running:.3f}", lr=f"{schedule.lr:.3g}", data=f"{1e3 * waited:.0f}ms",
+                            step=f"{1e3 * step_time:.0f}ms")
+            if report is not None:
+                report.step(i, loss=running, lr=schedule.lr, data_seconds=waited, step_seconds=step_time)
     loss_sum, correct, seen = sum_over_ranks([totals.loss, totals.correct, totals.seen])
     correct, seen = int(correct), int(seen)
     return {"train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1), "train_samples": seen,
@@ -270,10 +281,12 @@ def fit(
     resume: dict | None = None,
     history: list[dict] | None = None,
     on_epoch_end: Callable[[EpochEnd], None] | None = None,
+    on_progress: Callable[[dict], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train ``options.epochs`` epochs, validating after every ``options.val_every``-th and the last, and hand each
-    epoch's end to ``on_epoch_end`` (on every rank; only rank 0 should write).
+    epoch's end to ``on_epoch_end`` (on every rank; only rank 0 should write), and progress inside an epoch (at
+    ``options.report``'s intervals, rank 0) to ``log`` and ``on_progress``.
 
     ``meta`` (model name, class count, class names, resolved config; plain data) is stored in every checkpoint.
     ``resume`` (a checkpoint of :meth:`EpochEnd.resume_state`, loaded on the CPU) continues with the model,
@@ -290,7 +303,7 @@ def fit(
     history, record = [r for r in history or [] if r.get("epoch", 0) <= start_epoch], {}
     for epoch in range(start_epoch, options.epochs):
         record = _train_and_validate(model, optimizer, schedule, scaler, train_loader, val_loader, epoch,
-                                     device=device, options=options)
+                                     device=device, options=options, log=log, on_progress=on_progress)
         # With a validation set, only validated epochs compete for "best" (train and val scores do not compare).
         scored = val_loader is None or "val_top1" in record
         score = record.get("val_top1", record["train_top1"])
@@ -326,7 +339,9 @@ def _grad_scaler(device: torch.device, options: TrainOptions) -> torch.amp.GradS
 
 def _train_and_validate(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                         scaler: torch.amp.GradScaler, train_loader: DataLoader, val_loader: DataLoader | None,
-                        epoch: int, *, device: torch.device, options: TrainOptions) -> dict:
+                        epoch: int, *, device: torch.device, options: TrainOptions,
+                        log: Callable[[str], None] | None = None,
+                        on_progress: Callable[[dict], None] | None = None) -> dict:
     """One epoch's record: training, then validation after every ``options.val_every``-th epoch and the last."""
     _set_epoch(train_loader, epoch)
     record = {"epoch": epoch + 1, "lr": schedule.lr}
@@ -334,7 +349,7 @@ def _train_and_validate(model: nn.Module, optimizer: torch.optim.Optimizer, sche
         record["bn_momentum"] = options.bn_momentum(epoch)
         set_bn_momentum(model, record["bn_momentum"])
     record |= train_one_epoch(model, train_loader, optimizer, schedule, device=device, options=options,
-                              scaler=scaler, epoch=epoch)
+                              scaler=scaler, epoch=epoch, log=log, on_progress=on_progress)
     record["lr_last"] = schedule.lr_at(max(0, schedule.last_step - 1))  # "lr" is the first step's: warm-up moves it
     validate = (epoch + 1) % options.val_every == 0 or epoch + 1 == options.epochs
     if val_loader is not None and validate:

@@ -1,6 +1,7 @@
 """`cpnet train`, `cpnet eval`, `cpnet predict` end to end on a tiny synthetic set in the Jester layout."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -169,3 +170,15 @@ def test_channels_last_trains_and_evaluates_in_that_layout(tmp_path, config_file
     clip = torch.randn(2, 3, 4, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(model(clip), plain(clip), rtol=1e-4, atol=1e-5)
+
+
+def test_batch_mode_logs_progress_inside_an_epoch_and_says_what_an_epoch_drops(config_file, tmp_path, capsys):
+    """Issue 23.2 and 23.6: with stdout a file (capsys), train.log_every gives progress lines; the clip count
+    says how many an epoch uses when the last partial batch is dropped."""
+    out = tmp_path / "batch"
+    assert main(["train", "--config", str(config_file), "--out", str(out), "--no-progress", "--set", "train.epochs=1",
+                 "--set", "train.log_every=1", "--set", "train.batch_size=4"]) == 0
+    log = capsys.readouterr().out
+    assert "epoch 1/1 iter 1/" in log and "eta epoch" in log
+    match = re.search(r"(\d+) training clips \((\d+) per epoch: the last partial batch is dropped\)", log)
+    assert match and int(match.group(2)) % 4 == 0 and int(match.group(2)) < int(match.group(1))

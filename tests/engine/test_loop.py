@@ -283,3 +283,40 @@ def test_window_of_unreadable_clips_skips_the_step_with_an_enabled_scaler(tmp_pa
     assert stats["skipped"] == 48 and stats["train_samples"] == 0
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert sched.state_dict()["last_step"] == len(train)  # the schedule still advanced
+
+
+def test_progress_lines_every_n_iterations_with_eta_and_memory(tmp_path):
+    """Batch mode (issue 23.2): a line every N iterations with loss, lr, data and step time, the ETAs of the epoch
+    and the run and the peak memory; the same values as a record for the run folder."""
+    from cpnet.engine.progress import ProgressOptions
+
+    model, opt, sched, train, val, kw = make_run(tmp_path, epochs=2)
+    kw["options"] = TrainOptions(epochs=2, progress=False, report=ProgressOptions(every=2, seconds=0))
+    lines, records = [], []
+    kw["log"] = lines.append
+    fit(model, opt, sched, train, val, record_seconds=1e-9, **kw)  # (nearly) every progress record kept
+    progress = [line for line in lines if " iter " in line]
+    iterations = len(train)  # 6 batches: lines after iterations 2 and 4 (the epoch line follows the 6th)
+    assert [line.split()[:4] for line in progress] == [["epoch", "1/2", "iter", f"2/{iterations}"],
+                                                       ["epoch", "1/2", "iter", f"4/{iterations}"],
+                                                       ["epoch", "2/2", "iter", f"2/{iterations}"],
+                                                       ["epoch", "2/2", "iter", f"4/{iterations}"]]
+    for key in ("loss ", "lr ", "data ", "step ", "eta epoch ", " run ", "mem "):
+        assert all(key in line for line in progress), key
+    from cpnet.app.runfolder import read_metrics
+
+    kept, _ = read_metrics(tmp_path / "run" / "metrics.jsonl", progress=True)
+    records, _ = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2]  # epoch records unchanged by the progress ones
+    assert kept and {"iteration", "iterations", "eta_epoch_s", "eta_run_s", "peak_memory_mb"} <= set(kept[0])
+    assert kept[0]["eta_run_s"] > kept[0]["eta_epoch_s"] > 0 and kept[0]["peak_memory_mb"] > 0
+
+
+def test_progress_by_time_only_when_stdout_is_not_a_terminal(monkeypatch):
+    from cpnet.engine.progress import ProgressOptions
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert not ProgressOptions(every=0, seconds=30).active()
+    assert ProgressOptions(every=5, seconds=30).active()
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert ProgressOptions(every=0, seconds=30).active() and not ProgressOptions(every=0, seconds=0).active()
