@@ -260,3 +260,72 @@ def test_cli_accepts_a_difference_above_tolerance_only_within_pytorchs_rounding_
     assert ("differs from PyTorch by 5.00e-04" in captured.err) == (code == 1)
     sidecar = json.loads((ckpt.parent / f"checkpoint_best_{FRAMES}x{SIZE}.torchscript.pt.json").read_text())
     assert sidecar["pytorch_rounding_sensitivity"] == floor
+
+
+@needs_onnx
+def test_onnx_fed_by_cpnet_preprocess_and_a_users_own_decoder_matches_cpnet_predict(tmp_path, capsys):
+    """Issue 23.4: the sidecar says every step a clip needs; cpnet.preprocess applies it to frames decoded by the
+    user's own PyAV loop, and ONNX Runtime on them gives cpnet predict's probabilities to 1e-5."""
+    import av
+    import onnxruntime as ort
+
+    from tests.data.media import indexed_frames, write_video
+
+    ckpt, _ = write_checkpoint(tmp_path, "cpnet_r18")
+    video = write_video(tmp_path / "clip.webm", indexed_frames(20, 80, 100))  # another shape than the crop
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--out", str(out)]) == 0
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+    spec = sidecar["preprocessing"]
+    assert {"num_frames", "stride", "sampling", "size", "short_side", "resize", "crop", "channel_order", "mean",
+            "std", "layout"} <= set(spec)
+    assert sidecar["model_file"] == out.name and len(sidecar["model_sha256"]) == 64
+    with av.open(str(video)) as container:  # "the user's own decoder"
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    clips = cpnet.preprocess(frames, spec)  # (views, 3, T, S, S)
+    assert clips.shape == (1, 3, FRAMES, SIZE, SIZE) and clips.dtype == np.float32
+    logits = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"clip": clips})[0]
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = (probs / probs.sum(axis=1, keepdims=True)).mean(axis=0)
+    capsys.readouterr()
+    assert main(["predict", str(video), "--checkpoint", str(ckpt), "--json", "--topk", "3"]) == 0
+    top = json.loads(capsys.readouterr().out)["top"]
+    for entry in top:
+        assert probs[CLASSES.index(entry["class"])] == pytest.approx(entry["probability"], abs=1e-5)
+
+
+def test_a_safetensors_export_gets_a_plain_files_mode_and_the_preprocessing(tmp_path):
+    """Issue 23.8: `export --format safetensors` wrote mode 0600 under umask 022 (the other formats 0644)."""
+    import os
+
+    from safetensors import safe_open
+
+    ckpt, _ = write_checkpoint(tmp_path, "c2d_r18")
+    old = os.umask(0o022)
+    try:
+        assert main(["export", "--checkpoint", str(ckpt), "--format", "safetensors", "--no-verify"]) == 0
+    finally:
+        os.umask(old)
+    out = ckpt.parent / "checkpoint_best.safetensors"
+    assert out.stat().st_mode & 0o777 == 0o644
+    with safe_open(str(out), "pt") as f:
+        spec = json.loads(f.metadata()["preprocessing"])
+    assert spec["num_frames"] == FRAMES and spec["size"] == SIZE
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_torchscript_export_says_what_it_checks_and_why_a_difference_is_accepted(tmp_path, capsys, monkeypatch):
+    """Issue 23.4: the check announces itself while it runs; a difference above the tolerance is named as such,
+    with the reason it is accepted (PyTorch's own rounding sensitivity) or refused."""
+    ckpt, _ = write_checkpoint(tmp_path, "cpnet_r18")
+    monkeypatch.setattr(export, "verify_torchscript", lambda *args, **kwargs: 3e-4)  # a kNN near-tie's size
+    monkeypatch.setattr(export, "rounding_sensitivity", lambda *args, **kwargs: 2e-4)
+    out = tmp_path / "m.torchscript.pt"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "checking: reloaded TorchScript against PyTorch" in printed
+    assert "3.00e-04 is above the tolerance 0.0001: measuring how far PyTorch itself moves" in printed
+    assert "accepted" in printed
+    monkeypatch.setattr(export, "rounding_sensitivity", lambda *args, **kwargs: 1e-5)
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--out", str(out), "--force"]) == 1
+    assert "more than 2x PyTorch's own rounding sensitivity" in capsys.readouterr().err

@@ -9,6 +9,7 @@ a file it was not asked to replace."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ import torch.nn as nn
 from cpnet import export
 from cpnet.app.config import Config
 from cpnet.app.trained import load_trained
+from cpnet.data.preprocess import Preprocessing
 from cpnet.errors import UserError
 from cpnet.files import atomic_write_text
 
@@ -61,32 +63,59 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, *, frames: int | None = 
     _check_outputs(checkpoint, {"output": out, "sidecar": sidecar_path}, force)
 
     start = time.perf_counter()
+    log(f"exporting {cfg.model.name} as {fmt} at {frames}x{size}x{size} (the CP modules' loops unrolled) …")
     if fmt == "onnx":
         export.export_onnx(model, out, frames, size, opset=opset)
     else:
         export.export_torchscript(model, out, frames, size)
     seconds = time.perf_counter() - start
+    checker = "ONNX Runtime (CPU)" if fmt == "onnx" else "reloaded TorchScript"
+    log(f"wrote {out} ({fmt}, clip (batch, {model.in_channels}, {frames}, {size}, {size}) -> logits "
+        f"(batch, {len(ckpt['class_names'])})) in {seconds:.1f} s")
     diff = sensitivity = None
     if verify:
+        log(f"checking: {checker} against PyTorch on random clips of batch 1 and 2 …")
         check = export.verify_onnx if fmt == "onnx" else export.verify_torchscript
         diff = check(model, out, frames, size, batch_sizes=(1, 2))
         if diff > TOLERANCE:
+            log(f"max abs difference {diff:.2e} is above the tolerance {TOLERANCE:g}: measuring how far PyTorch "
+                "itself moves under float32 rounding changes (near-tied kNN neighbours swap) …")
             sensitivity = export.rounding_sensitivity(model, frames, size, batch_sizes=(1, 2))
 
     names = ckpt["class_names"]
     sidecar = {"format": fmt, "opset": opset if fmt == "onnx" else None,
                "model": cfg.model.name, "checkpoint": str(checkpoint), "epoch": ckpt["epoch"],
-               **_io_spec(model.in_channels, frames, size, len(names)), "class_names": names,
+               # The pair: the sidecar is written after the model file and names its hash.
+               "model_file": out.name, "model_sha256": sha256_of(out),
+               **_io_spec(model.in_channels, frames, size, len(names)),
+               "preprocessing": export_preprocessing(cfg, frames, size).describe(), "class_names": names,
                "export_seconds": round(seconds, 3), "max_abs_diff_vs_pytorch": diff,
                "pytorch_rounding_sensitivity": sensitivity}
     atomic_write_text(sidecar_path, json.dumps(sidecar, indent=1) + "\n")
-    log(f"wrote {out} ({fmt}, clip (batch, {model.in_channels}, {frames}, {size}, {size}) -> logits "
-        f"(batch, {len(names)})) in {seconds:.1f} s; sidecar {sidecar_path.name}")
+    log(f"sidecar {sidecar_path.name}: input, output, preprocessing, classes and the model file's SHA-256")
     if diff is None:
         log("not verified (--no-verify)")
         return 0
-    return _judge("ONNX Runtime (CPU)" if fmt == "onnx" else "reloaded TorchScript", out, diff, sensitivity, log,
-                  error)
+    return _judge(checker, out, diff, sensitivity, log, error)
+
+
+def export_preprocessing(cfg: Config, frames: int, size: int) -> Preprocessing:
+    """What ``cpnet predict`` does to a video before the model, at the export's clip shape: the config's sampling
+    and, at another crop size than the config's, its short side scaled alike."""
+    data = cfg.data
+    short = data.short_side
+    if short is not None and size != data.size:
+        short = max(size, round(short * size / data.size))
+    return Preprocessing(frames, data.stride, data.sampling, size, short, "single")
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def default_output(checkpoint: Path, fmt: str, frames: int, size: int) -> Path:
@@ -105,7 +134,9 @@ def _export_weights(model: nn.Module, ckpt: dict, cfg: Config, out: Path, verify
 
     start = time.perf_counter()
     save_safetensors(model, out, {"model_name": cfg.model.name, "options": dict(cfg.model.options),
-                                  "class_names": list(ckpt["class_names"])})
+                                  "class_names": list(ckpt["class_names"]),
+                                  "preprocessing": export_preprocessing(cfg, cfg.data.num_frames,
+                                                                         cfg.data.size).describe()})
     seconds = time.perf_counter() - start
     log(f"wrote {out} (safetensors: {cfg.model.name}, {len(ckpt['class_names'])} classes) in {seconds:.1f} s")
     if not verify:

@@ -34,7 +34,7 @@ __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "SAFETENSORS_FORMAT", "che
 CHECKPOINT_FORMAT = "cpnet-checkpoint"
 CHECKPOINT_VERSION = 1
 SAFETENSORS_FORMAT = "cpnet-weights"
-META_KEYS = ("model_name", "options", "class_names", "num_classes", "cpnet_version")
+META_KEYS = ("model_name", "options", "class_names", "num_classes", "cpnet_version", "preprocessing")
 
 
 def cpnet_version() -> str:
@@ -121,7 +121,7 @@ def save_safetensors(model: nn.Module, path: str | Path, meta: Mapping[str, Any]
     """Write ``model``'s weights and ``meta`` (``model_name`` and ``options`` required; ``class_names``,
     ``num_classes`` and ``cpnet_version`` filled in when absent) as a ``.safetensors`` file, atomically: a
     temporary file in the same folder, flushed to disk and renamed over ``path``. Returns the path."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     unknown = sorted(set(meta) - set(META_KEYS))
@@ -136,12 +136,15 @@ def save_safetensors(model: nn.Module, path: str | Path, meta: Mapping[str, Any]
     count = meta.get("num_classes") or (fc.out_features if isinstance(fc, nn.Linear) else len(names) or None)
     full = {"model_name": meta["model_name"], "options": dict(meta.get("options") or {}), "class_names": names,
             "num_classes": count, "cpnet_version": meta.get("cpnet_version") or cpnet_version()}
+    if meta.get("preprocessing") is not None:  # what a clip needs before the model (cpnet.data.preprocess)
+        full["preprocessing"] = meta["preprocessing"]
     try:
         text = {key: json.dumps(value) for key, value in full.items()}
     except TypeError as e:
         raise ValueError(f"weights meta must be JSON data (numbers, strings, lists, dicts): {e}") from None
-    with atomic_output(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": SAFETENSORS_FORMAT, **text})
+    data = save(state, metadata={"format": SAFETENSORS_FORMAT, **text})  # bytes: written into our temporary, so
+    with atomic_output(path) as tmp:  # the file gets a plain write's mode (save_file's own file was 0600)
+        tmp.write_bytes(data)
     return path
 
 
