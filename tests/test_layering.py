@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "files": set(),
     "metrics": set(),
     "ops": set(),
-    "models": {"ops", "files"},
+    "models": {"errors", "files", "ops"},
     "data": {"batch", "errors", "files"},
     "engine": {"batch", "device", "errors", "files", "metrics"},
     "reports": {"files", "models", "ops"},

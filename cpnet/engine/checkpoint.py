@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cpnet.errors import unloadable_checkpoint
 from cpnet.files import atomic_output
 
 FORMAT = "cpnet-checkpoint"
@@ -110,7 +111,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a loadable checkpoint"
-        raise ValueError(f"{path} is not a loadable cpnet checkpoint: {type(e).__name__}: {e}") from None
+        raise ValueError(unloadable_checkpoint(path, e)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a cpnet checkpoint (no 'format: {FORMAT}' entry)")
     if ckpt.get("version") != VERSION:

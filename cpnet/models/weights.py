@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cpnet.errors import unloadable_checkpoint
 from cpnet.files import atomic_output
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "SAFETENSORS_FORMAT", "check_fits", "load_weights",
@@ -61,7 +62,7 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a loadable checkpoint"
-        raise ValueError(f"{path} is not a loadable cpnet checkpoint: {type(e).__name__}: {e}") from None
+        raise ValueError(unloadable_checkpoint(path, e)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is neither a cpnet checkpoint (no 'format: {CHECKPOINT_FORMAT}' entry) nor a "
                          ".safetensors file")
