@@ -76,7 +76,8 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     names = list(ckpt.get("class_names") or [])
     meta = {"format": CHECKPOINT_FORMAT, "model_name": ckpt.get("model_name"),
             "options": dict(model_cfg.get("options") or {}), "class_names": names,
-            "num_classes": ckpt.get("num_classes", len(names) or None), "cpnet_version": ckpt.get("cpnet_version")}
+            "num_classes": ckpt.get("num_classes", len(names) or None), "cpnet_version": ckpt.get("cpnet_version"),
+            "preprocessing": None}
     return dict(state), _checked_meta(meta, path)
 
 

@@ -62,7 +62,7 @@ def test_safetensors_round_trip_keeps_weights_and_meta(tmp_path):
     state, meta = load_weights(path)
     assert_same_state(state, model.state_dict())
     assert meta == {"format": "cpnet-weights", "model_name": "c2d_r18", "options": options, "class_names": CLASSES,
-                    "num_classes": 3, "cpnet_version": cpnet.__version__}
+                    "num_classes": 3, "cpnet_version": cpnet.__version__, "preprocessing": None}
     with safe_open(str(path), framework="pt") as f:  # every entry is a JSON string any reader can parse
         assert json.loads(f.metadata()["options"]) == options
 
@@ -71,11 +71,12 @@ def test_save_safetensors_failure_keeps_the_previous_file(tmp_path, monkeypatch)
     path = save_safetensors(tiny_model(), tmp_path / "m.safetensors", {"model_name": "c2d_r18", "options": TINY})
     before = path.read_bytes()
 
-    def crash(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"partial")
+    def crash(self, data):  # the disk fills while the bytes are written
+        with open(self, "wb") as f:
+            f.write(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("safetensors.torch.save_file", crash)
+    monkeypatch.setattr(Path, "write_bytes", crash)
     with pytest.raises(OSError, match="No space"):
         save_safetensors(tiny_model(seed=1), path, {"model_name": "c2d_r18", "options": TINY})
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
