@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import sys
 
-from cpnet.errors import UserError
+from cpnet.errors import UserError, one_line
 
 # Subcommand modules, in the order `cpnet --help` lists them.
 SUBCOMMANDS = ["demo", "models", "data", "train", "eval", "predict", "bench", "compare", "visualize", "export",
@@ -31,16 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.add_parser(sub)
     return parser
-
-
-def one_line(error: BaseException) -> str:
-    """The error's message on one line. An error raised in a DataLoader worker arrives re-raised with the worker's
-    whole traceback as its message: keep the original error's own message, its last line."""
-    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
-    if "\nOriginal Traceback" in text:
-        last = [line for line in text.splitlines() if line.strip()][-1]
-        text = re.sub(r"^[\w.]+: ", "", last.strip(), count=1)  # 'cpnet.data.records.MediaError: <message>'
-    return " ".join(text.split("\n"))
 
 
 def main(argv: list[str] | None = None) -> int:
