@@ -58,27 +58,28 @@ TORCH=$(py_says 'import torch; print(torch.__version__)')
 CPNET=$(py_says 'import cpnet, os; print(os.path.dirname(os.path.realpath(cpnet.__file__)))')
 [ "$CPNET" = "$ROOT/cpnet" ] || die "$PY imports cpnet from '$CPNET', not from this tree ($ROOT/cpnet)"
 
-setup_pyav() {  # prints how PyAV stands; installs a brought wheel offline when av does not import
-    local wheel
-    if "$PY" -c 'import av' 2>/dev/null; then
-        echo "PyAV $(py_says 'import av; print(av.__version__)')"
-        return
-    fi
-    wheel=$(find .whl -maxdepth 1 -name 'av-*.whl' 2>/dev/null | sort -V | tail -n 1)
-    if [ -z "$wheel" ]; then
-        echo "PyAV not installed, no wheel in .whl/ (no step needs it: cpnet imports av only to open a video)"
-        return
-    fi
-    if "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --target "$WORK/site" "$wheel" \
-            >"$WORK/pyav-install.log" 2>&1 && PYTHONPATH="$WORK/site:$PYTHONPATH" "$PY" -c 'import av' 2>/dev/null
-    then
+setup_pyav() {  # sets PYAV to how PyAV stands; a brought wheel is installed offline when av does not import
+    local wheel="" version
+    if ! "$PY" -c 'import av' 2>/dev/null; then
+        wheel=$(find .whl -maxdepth 1 -name 'av-*.whl' 2>/dev/null | sort -V | tail -n 1)
+        if [ -z "$wheel" ]; then
+            PYAV="PyAV not installed, no wheel in .whl/ (no step needs it: cpnet imports av only to open a video)"
+            return
+        fi
+        if ! "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --target "$WORK/site" \
+                "$wheel" >"$WORK/pyav-install.log" 2>&1; then
+            PYAV="PyAV not installed: $wheel did not install ($(tail -n 1 "$WORK/pyav-install.log"))"
+            return
+        fi
         export PYTHONPATH="$WORK/site:$PYTHONPATH"
-        echo "PyAV $(py_says 'import av; print(av.__version__)') from $wheel (installed offline into $WORK/site)"
+    fi
+    if version=$("$PY" -c 'import av; print(av.__version__)' 2>&1); then
+        PYAV="PyAV $version${wheel:+ from $wheel (installed offline into $WORK/site)}"
     else
-        echo "PyAV not installed: $wheel did not install or import ($(tail -n 1 "$WORK/pyav-install.log"))"
+        PYAV="PyAV does not import: ${version##*$'\n'}"
     fi
 }
-PYAV=$(setup_pyav)
+setup_pyav
 
 # ---- the steps: one command each --------------------------------------------------------------------------------
 step_command() {  # sets CMD to step $1's command line
@@ -182,6 +183,7 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 HEADER+=$'\n'"GPU: $(py_says 'import torch; print(torch.cuda.get_device_name(0))'); budget ${BUDGET}s"
 echo "$HEADER"
+export CPNET_REQUIRE_CUDA=1  # tests/conftest.py: the cuda tests must run, not skip
 
 # ---- the run: each step under its own limit, within the budget; results written as they come ----------------------
 failed=0
@@ -190,7 +192,7 @@ for i in "${!STEPS[@]}"; do
     log="$OUT/$((i + 1))-$name.log"
     left=$((BUDGET - (SECONDS - STARTED) - 5))  # 5 s for a kill after the limit
     limit=$((left < LIMIT[$name] ? left : LIMIT[$name]))
-    if [ "$limit" -lt 10 ]; then
+    if [ "$left" -lt 10 ]; then
         STATUS[$name]="SKIPPED (budget spent)"; failed=1; write_summary; continue
     fi
     step_command "$name"
@@ -212,7 +214,8 @@ for i in "${!STEPS[@]}"; do
     tail -n 15 "$log"
 done
 
-closing="$([ $failed = 0 ] && echo "all ${#STEPS[@]} steps passed" || echo "a step FAILED"); $((SECONDS - STARTED))s"
+closing="$([ $failed = 0 ] && echo "all ${#STEPS[@]} steps passed" || echo "NOT all passed: see above");"
+closing+=" $((SECONDS - STARTED))s in all"
 write_summary "$closing"
 echo
 cat "$OUT/summary.txt"

@@ -47,6 +47,14 @@ def test_gpu_check_without_cuda_says_so_and_checks_nothing(tmp_path):
     assert "nothing checked" in (tmp_path / "summary.txt").read_text()
 
 
+@NO_CUDA
+def test_cuda_tests_refuse_to_skip_when_the_gpu_check_requires_cuda():
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "tests/ops/test_knn.py"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CPNET_REQUIRE_CUDA": "1"})
+    assert done.returncode == 4 and "CPNET_REQUIRE_CUDA=1 but torch.cuda.is_available() is False" in done.stderr
+
+
 def test_mixed_precision_dtype_is_a_checked_choice():
     assert load_config(None, ["train.amp_dtype=bfloat16"]).train.amp_dtype == "bfloat16"
     with pytest.raises(ValueError, match="train.amp_dtype"):

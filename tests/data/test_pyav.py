@@ -14,11 +14,11 @@ import cpnet.data.pyav as pyav
 from cpnet.data.video import read_clip
 
 ROOT = Path(__file__).resolve().parents[2]
-# Every module a training on frame folders imports, and the CLI with all its subcommands; `av` made unimportable.
+# The CLI with every subcommand (train, predict, data prepare...) and the media modules; `av` made unimportable.
 WITHOUT_AV = """
 import sys
 sys.modules["av"] = None
-import cpnet.cli, cpnet.app.runs, cpnet.app.predict, cpnet.data.dataset, cpnet.data.prepare, cpnet.data.stream
+import cpnet.cli, cpnet.data.dataset, cpnet.data.prepare, cpnet.data.stream
 cpnet.cli.build_parser()
 assert "av" not in sys.modules or sys.modules["av"] is None
 print("ok")
