@@ -25,7 +25,7 @@ CONFIG=configs/synthetic/cpnet_8x32.yaml
 LOG_LINES=100
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-die() { echo "gpu-check: $*" >&2; exit 2; }
+die() { echo "gpu-check: $*" >&2; [ -z "${WORK:-}" ] || rm -rf "$WORK"; exit 2; }
 
 MODE=run
 case "${1:-}" in
@@ -52,10 +52,13 @@ OUT=${GPU_CHECK_OUT:-$(mktemp -d -t cpnet-gpu-check-out.XXXXXX)}
 WORK=$(mktemp -d -t cpnet-gpu-check-work.XXXXXX) || die "cannot create a work folder"
 mkdir -p "$OUT" || die "cannot create the results folder $OUT"
 
-py_says() { "$PY" -c "$1" 2>&1 | tail -n 1; }
-TORCH=$(py_says 'import torch; print(torch.__version__)')
-"$PY" -c 'import torch' 2>/dev/null || die "$PY cannot import torch: $TORCH"
-CPNET=$(py_says 'import cpnet, os; print(os.path.dirname(os.path.realpath(cpnet.__file__)))')
+# One interpreter start (torch takes seconds to import): python and torch versions, where cpnet comes from, the GPU.
+FACTS=$("$PY" -c '
+import os, platform, torch, cpnet
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+print(platform.python_version(), torch.__version__, os.path.dirname(os.path.realpath(cpnet.__file__)), gpu, sep="\t")
+' 2>"$WORK/facts.err") || die "$PY cannot import torch and cpnet: $(tail -n 1 "$WORK/facts.err")"
+IFS=$'\t' read -r PYVER TORCH CPNET GPU <<<"${FACTS##*$'\n'}"
 [ "$CPNET" = "$ROOT/cpnet" ] || die "$PY imports cpnet from '$CPNET', not from this tree ($ROOT/cpnet)"
 
 setup_pyav() {  # sets PYAV to how PyAV stands; a brought wheel is installed offline when av does not import
@@ -137,7 +140,7 @@ probe() {  # the dry run's check that step $1 would start: its program, module o
     esac
 }
 
-HEADER="gpu-check: python $("$PY" -c 'import platform; print(platform.python_version())') ($PY), torch $TORCH
+HEADER="gpu-check: python $PYVER ($PY), torch $TORCH
 cpnet from $ROOT/cpnet (PYTHONPATH)
 $PYAV
 results in $OUT; work in $WORK"
@@ -166,22 +169,21 @@ if [ "$MODE" = dry ]; then
         fi
         echo "   ${STATUS[$name]}"
     done
-    cuda=$(py_says 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")')
     closing="dry run: $([ $failed = 0 ] && echo "every step would start" || echo "a step would FAIL to start");"
-    closing+=" CUDA device: $cuda$([ "$cuda" = none ] && echo " (a real run here exits 3: no CUDA device)")"
+    closing+=" CUDA device: $GPU$([ "$GPU" = none ] && echo " (a real run here exits 3: no CUDA device)")"
     write_summary "$closing"
     echo "$closing"
     rm -rf "$WORK"
     exit $failed
 fi
 
-if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+if [ "$GPU" = none ]; then
     write_summary "no CUDA device visible to torch $TORCH: nothing checked"
     echo "gpu-check: no CUDA device visible to torch ($TORCH): nothing to check" >&2
     rm -rf "$WORK"
     exit 3
 fi
-HEADER+=$'\n'"GPU: $(py_says 'import torch; print(torch.cuda.get_device_name(0))'); budget ${BUDGET}s"
+HEADER+=$'\n'"GPU: $GPU; budget ${BUDGET}s"
 echo "$HEADER"
 export CPNET_REQUIRE_CUDA=1  # tests/conftest.py: the cuda tests must run, not skip
 
