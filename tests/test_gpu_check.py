@@ -20,7 +20,7 @@ import torch
 
 from cpnet.app.config import load_config
 from cpnet.cli import main as cpnet_main
-from cpnet.engine.loop import autocast
+from cpnet.device import autocast
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu-check.sh"

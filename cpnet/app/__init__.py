@@ -1,12 +1,14 @@
-"""The application: a config file turned into datasets, a model and a run folder, then the engine's calls.
+"""The application: what each command does, from a config (or a checkpoint) to datasets, a model, the engine's
+calls and the files a user keeps. One module per use case, which the CLI calls once per command:
 
-- ``config``: the typed experiment schema, YAML loading with ``--set`` overrides.
-- ``runfolder.RunFolder``: every file name of a run folder; starting, resuming, replacing and locking a run.
-- ``datasets``: the config's data section made real (synthetic set, splits, datasets, loaders).
-- ``runs``: ``train_run``, ``eval_run``, ``load_trained``: a config (and checkpoint) to engine calls.
-- ``predict``: one file classified, and the clip loader the visualisation shares.
-- ``demo``: the main job, four models on the synthetic motion set.
+- ``train``, ``evaluate``, ``predict``, ``export``, ``bench``, ``convert``, ``visualize``, ``compare``, ``models``,
+  ``data``, ``demo``: the workflows, their policies and their messages;
+- ``trained``: the one way from a config or a checkpoint to a model (build, load a trained one, initialise for
+  fine-tuning, freeze);
+- ``config``: the typed experiment schema, YAML loading with ``--set`` overrides;
+- ``datasets``: the config's data section made real (synthetic set, splits, datasets, loaders);
+- ``runfolder``: every file name of a run folder and every write into it; starting, resuming, replacing, locking.
 
-Below this layer nothing sees a whole config: the engine takes models and loaders, the data layer explicit
-arguments, the reports data. The CLI (``cpnet.cli``) parses arguments and calls this layer.
+Below this layer nothing sees a whole config: the engine takes models and loaders and writes no file, the data layer
+takes explicit arguments, the reports take data. The CLI (``cpnet.cli``) parses arguments and calls this layer.
 """

@@ -24,8 +24,7 @@ from cpnet.data.annotations import DATASETS as READERS
 from cpnet.data.sampling import SAMPLINGS
 from cpnet.data.synthetic import DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL
 from cpnet.data.views import PROTOCOL_NAMES as PROTOCOLS
-from cpnet.engine.distributed import DEVICES
-from cpnet.engine.loop import AMP_DTYPES
+from cpnet.device import AMP_DTYPES, DEVICES
 from cpnet.engine.optim import BN_MOMENTUM_SCHEDULES, SCHEDULES
 from cpnet.files import atomic_write_text
 

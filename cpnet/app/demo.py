@@ -116,6 +116,18 @@ def _demo_run_dir(path: Path) -> RunFolder:
     return run
 
 
+def demo_command(out: str | Path = "runs/demo", data: str | Path | None = None, *, quick: bool = False,
+                 models: list[str] | None = None, threads: int | None = None, seed: int = 0,
+                 progress: bool | None = None) -> dict:
+    """``cpnet demo``: :func:`run_demo` at the quick or full size, ``threads`` overriding the size's."""
+    size = QUICK if quick else FULL
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        size = replace(size, threads=threads)
+    return run_demo(out, data, models=models, size=size, seed=seed, progress=progress)
+
+
 def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = None, *, quick: bool = False,
              models: list[str] | None = None, size: DemoSize | None = None, seed: int = 0,
              progress: bool | None = None, log: Callable[[str], None] = print) -> dict:
@@ -123,7 +135,8 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = No
     ``size`` replaces the preset (FULL, or QUICK with ``quick``) to try other budgets; ``seed`` is the training
     seed of every model (the dataset does not change with it)."""
     from cpnet.app.datasets import prepare_data, read_split
-    from cpnet.app.runs import eval_run, train_run
+    from cpnet.app.evaluate import eval_run
+    from cpnet.app.train import train_run
     from cpnet.data.cache import FrameCache
     from cpnet.data.synthetic import TIME_REVERSED_PAIRS
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,15 +25,15 @@ import torch
 
 from cpnet.app.config import DataConfig
 from cpnet.app.datasets import single_file_clip, view_dataset
-from cpnet.app.runs import load_trained
+from cpnet.app.trained import load_trained
 from cpnet.data.frames import media_kind
 from cpnet.data.records import DatasetSplit, VideoRecord
 from cpnet.data.stream import FrameRing, StreamReader, is_live_source, media_timing, time_windows, window_frames
 from cpnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, view_transform
 from cpnet.data.video import read_clip
 from cpnet.data.views import PROTOCOL_NAMES, ViewProtocol, view_protocol
-from cpnet.engine.distributed import resolve_device
-from cpnet.engine.loop import autocast
+from cpnet.device import autocast, resolve_device
+from cpnet.files import atomic_write_text
 from cpnet.metrics import softmax
 from cpnet.reports.tables import write_csv
 from cpnet.reports.timeline import plot_timeline
@@ -132,6 +133,57 @@ def load_predictor(checkpoint: Path, device: str = "auto", views: str = "single"
                      view_protocol(views), batch_size=cfg.eval.batch_size, amp=cfg.train.amp)
 
 
+@dataclass
+class PredictOutcome:
+    """What ``cpnet predict`` did: ``kind`` (``file``, ``timeline`` or ``live``), its JSON-ready result and the
+    timeline files written."""
+
+    kind: str
+    result: dict
+    files: list[Path]
+
+
+def predict_command(source: str, checkpoint: str | Path, *, topk: int = 5, device: str = "auto",
+                    views: str = "single", window: float | None = None, stride: float | None = None,
+                    out: str | Path | None = None, force: bool = False, fps: float = 12.0, stream: bool = False,
+                    fmt: str | None = None, max_seconds: float | None = None,
+                    emit: Callable[[dict], None] = print) -> PredictOutcome:
+    """``cpnet predict``: classify a file, a file's windows (``window``: a timeline written to ``out``, default
+    ``<name>_timeline``) or a live source (a device, a URL, or any file with ``stream``; ``emit`` gets each
+    prediction)."""
+    live = stream or is_live_source(source)
+    _check_options(source, live, window=window, stride=stride, out=out, force=force, fmt=fmt,
+                   max_seconds=max_seconds)
+    check_source(source, live)
+    predictor = load_predictor(Path(checkpoint), device, views)
+    if live:
+        return PredictOutcome("live", predict_stream(predictor, source, topk=topk, window=window, stride=stride,
+                                                     max_seconds=max_seconds, fmt=fmt, fallback_fps=fps, emit=emit),
+                              [])
+    path = Path(source)
+    if window is None:
+        return PredictOutcome("file", classify_file(predictor, path, topk), [])
+    result = predict_timeline(predictor, path, window=window, stride=stride, topk=topk, folder_fps=fps)
+    folder = Path(out) if out else Path(f"{path.stem or path.name}_timeline")
+    return PredictOutcome("timeline", result, write_timeline(result, folder, force=force))
+
+
+def _check_options(source: str, live: bool, *, window: float | None, stride: float | None, out: str | Path | None,
+                   force: bool, fmt: str | None, max_seconds: float | None) -> None:
+    """Refuse options that do not apply to the kind of source: each names itself."""
+    if live:
+        for option, value in (("--out", out), ("--force", force)):
+            if value:
+                raise ValueError(f"{option} writes a timeline of a video file; {source} is read as a live source")
+        return
+    if max_seconds is not None or fmt:
+        raise ValueError(f"--max-seconds and --format are for live sources; pass --stream to read {source} as one")
+    if window is None:
+        for option, value in (("--stride", stride), ("--out", out), ("--force", force)):
+            if value:
+                raise ValueError(f"{option} needs --window SECONDS (a timeline) or a live source")
+
+
 def check_source(source: str, live: bool) -> None:
     """Refuse a missing file or folder (FileNotFoundError naming it), and a folder read as a live source."""
     if live and is_live_source(source):
@@ -207,15 +259,16 @@ def _window_probs(pred: Predictor, path: Path, first: int, count: int) -> np.nda
 
 def write_timeline(result: dict, out: Path, force: bool = False) -> list[Path]:
     """timeline.csv (one row per window: times and the top classes), timeline.json (``result``) and timeline.png
-    (the ``series`` over time) in ``out``; existing files are refused unless ``force``."""
+    (the ``series`` over time) in ``out``, each whole or not at all; existing files (a dangling symlink included)
+    are refused unless ``force``, and a symlink is then replaced, never written through."""
     out = Path(out)
     paths = [out / name for name in TIMELINE_FILES]
-    existing = [p for p in paths if p.exists()]
+    existing = [p for p in paths if os.path.lexists(p)]
     if existing and not force:
         raise ValueError(f"{existing[0]} already exists; pass --force to replace the timeline files in {out}")
     out.mkdir(parents=True, exist_ok=True)
     write_csv([_csv_row(w) for w in result["windows"]], paths[0])
-    paths[1].write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(paths[1], json.dumps(result, indent=1) + "\n")
     times = [(w["start_s"] + w["end_s"]) / 2 for w in result["windows"]]
     title = (f"{result['model']} ({Path(result['checkpoint']).name}) on {Path(result['source']).name}, "
              f"{result['views']['protocol']} views")

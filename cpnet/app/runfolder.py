@@ -1,10 +1,13 @@
-"""A run folder: every file name in it, and the rules for starting, resuming and replacing a run there.
+"""A run folder: every file name in it, every write into it, and the rules for starting, resuming and replacing a
+run there.
 
 A run folder holds ``config.yaml`` (the resolved config), ``labels.json`` (class names in label order),
 ``metrics.jsonl`` (one line per epoch), ``checkpoint_last.pt`` (everything a resume needs), ``checkpoint_best.pt``
 (weights of the best validated epoch), ``tensorboard/`` (when TensorBoard is installed), one
 ``eval_<split>_<protocol>/`` report folder per evaluation (``cpnet eval``'s default; any report folder inside counts
-as the run's) and ``.lock``, which a training holds.
+as the run's: ``eval.json``, ``predictions.npz``, ``per_class.csv``, ``confusion.csv``, ``confusion.png``) and
+``.lock``, which a training holds. Every file is written through :mod:`cpnet.files` (whole or not at all); the
+metrics are appended a line at a time, and a line that a crash or a full disk cut short is dropped on resume.
 
 Starting a run where one exists is refused unless asked for: ``resume`` continues it, ``force`` replaces its run
 files (and only those: anything else the folder holds stays). A training holds an exclusive lock on the folder
@@ -15,17 +18,24 @@ and start time instead of interleaving its metrics and checkpoints with the firs
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
+import io
 import json
+import math
 import os
 import shutil
 import socket
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cpnet.engine.checkpoint import BEST, LAST
-from cpnet.engine.runlog import METRICS, TENSORBOARD
-from cpnet.files import atomic_write_text
+from cpnet.engine.checkpoint import atomic_save
+from cpnet.files import TEMP_MARK, atomic_output, atomic_write_text
+
+if TYPE_CHECKING:  # the loop is not imported to name its type: predict and eval read run folders without it
+    from cpnet.engine.loop import EpochEnd
 
 try:  # POSIX advisory locks; without them (Windows) a run folder is not locked
     import fcntl
@@ -34,9 +44,15 @@ except ImportError:  # pragma: no cover - not a supported platform for training
 
 CONFIG = "config.yaml"
 LABELS = "labels.json"
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
+LAST = "checkpoint_last.pt"
+BEST = "checkpoint_best.pt"
 LOCK = ".lock"
 EVAL_PREFIX = "eval_"
-EVAL_FILES = ("eval.json", "predictions.npz", "per_class.csv", "confusion.csv", "confusion.png")
+EVAL_JSON, PREDICTIONS, PER_CLASS, CONFUSION_CSV, CONFUSION_PNG = (
+    "eval.json", "predictions.npz", "per_class.csv", "confusion.csv", "confusion.png")
+EVAL_FILES = (EVAL_JSON, PREDICTIONS, PER_CLASS, CONFUSION_CSV, CONFUSION_PNG)
 
 
 class RunFolderBusyError(ValueError):
@@ -93,6 +109,28 @@ class RunFolder:
                 return path
         raise FileNotFoundError(f"no {BEST} or {LAST} in {self.path}: is it a cpnet run folder?")
 
+    def read_metrics(self, upto_epoch: int | None = None) -> tuple[list[dict], str | None]:
+        """The metrics records (of epochs up to ``upto_epoch``), and a note when a last line cut short by a crash
+        or a full disk was left out. A damaged line before the last is an error naming the file and line."""
+        return read_metrics(self.metrics, upto_epoch)
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporaries that a process killed mid-write left here (of a checkpoint, the config, the
+        labels or the metrics: every ``cpnet.files`` temporary); returns them. A killed process never reaches its
+        own clean-up; the temporaries never hold a complete file (the rename is the commit point)."""
+        if not self.path.is_dir():
+            return []
+        stale = [p for p in self.path.glob(f".*{TEMP_MARK}*") if p.is_file()]
+        stale += [p for p in self.path.glob(".*.pt.tmp[0-9]*") if p.is_file()]  # named so before cpnet.files
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
+
+    def recorder(self, keep_epochs: int = 0) -> RunRecorder:
+        """What a training keeps of each epoch here (``fit``'s ``on_epoch_end``); metrics of epochs after
+        ``keep_epochs``, left by an interrupted run, are dropped first."""
+        return RunRecorder(self, keep_epochs)
+
     def prepare(self, *, resume: bool = False, force: bool = False) -> list[Path]:
         """Check that a training may start here: ``resume`` needs a last checkpoint; a fresh start needs a folder
         without run files, unless ``force``, which deletes them (and returns them)."""
@@ -137,7 +175,18 @@ def _acquire(lock: Path) -> int:
     """An open descriptor of ``lock`` holding its exclusive flock; the lock file is the one at that name (a holder
     that removed it as it finished leaves a stale inode behind, which is retried)."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a symlink: the lock file is written, and a link could name any file of the user's
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError:
+            if os.path.islink(lock):
+                raise ValueError(f"{lock} is a symbolic link; expected cpnet's lock file (a run folder's .lock is "
+                                 "never a link): remove it") from None
+            raise
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            raise ValueError(f"{lock} is not a plain file of its own (a hard link or a special file); expected "
+                             "cpnet's lock file: remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -156,7 +205,7 @@ def _acquire(lock: Path) -> int:
 def is_eval_dir(path: Path) -> bool:
     """Whether ``path`` holds a cpnet evaluation report (``eval.json``) and nothing else but report files."""
     names = {p.name for p in path.iterdir()}
-    return "eval.json" in names and names <= set(EVAL_FILES)
+    return EVAL_JSON in names and names <= set(EVAL_FILES)
 
 
 def prepare_eval_dir(path: str | Path) -> Path:
@@ -173,3 +222,174 @@ def prepare_eval_dir(path: str | Path) -> Path:
             (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# --- what a training keeps ------------------------------------------------------------------------------------------
+
+def read_metrics(path: Path, upto_epoch: int | None = None) -> tuple[list[dict], str | None]:
+    """The records of the metrics file ``path`` (none when it does not exist) and a note naming a last line that
+    is incomplete (no newline, or not JSON), which is left out."""
+    if not path.is_file():
+        return [], None
+    text = path.read_text(errors="replace")
+    lines = text.split("\n")
+    complete, tail = lines[:-1], lines[-1]  # a file written whole ends in a newline: ``tail`` is then ""
+    records, note = [], None
+    for number, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(complete) and not tail:
+                note = f"dropped the last line of {path}, cut short by an interrupted write ({line[:40]!r}…)"
+                break
+            raise ValueError(f"{path}, line {number}: not a JSON record ({line[:60]!r}); expected one JSON object "
+                             "per line as cpnet writes them") from None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'epoch'")
+        records.append(record)
+    if tail.strip():
+        note = f"dropped the last line of {path}, cut short by an interrupted write ({tail[:40]!r}…)"
+    if upto_epoch is not None:
+        records = [r for r in records if r["epoch"] <= upto_epoch]
+    return records, note
+
+
+class RunRecorder:
+    """Keeps each epoch of a training in its run folder, in an order that a crash at any point leaves consistent:
+    the best checkpoint (when the epoch is the best), then the last checkpoint, then the metrics line. So the
+    metrics never name a best epoch newer than ``checkpoint_best.pt``, and a resume (from ``checkpoint_last.pt``)
+    restores a metrics line the crash kept from being written, from the checkpoint itself. Scalars go to
+    TensorBoard too when it is installed."""
+
+    def __init__(self, run: RunFolder, keep_epochs: int = 0) -> None:
+        self.run = run
+        run.path.mkdir(parents=True, exist_ok=True)
+        kept, _ = run.read_metrics(upto_epoch=keep_epochs)
+        atomic_write_text(run.metrics, "".join(json.dumps(r) + "\n" for r in kept))
+        self.tb = _tensorboard(run.path / TENSORBOARD)
+
+    def restore(self, record: dict) -> None:
+        """Write ``record`` (the last checkpoint's own) when the metrics lack its epoch."""
+        kept, _ = self.run.read_metrics()
+        if record and not any(r["epoch"] == record.get("epoch") for r in kept):
+            self.write(record)
+
+    def epoch_end(self, end: EpochEnd) -> None:
+        if end.is_best:
+            atomic_save(end.weights(), self.run.best)
+        atomic_save(end.resume_state(), self.run.last)
+        self.write(end.record)
+
+    def write(self, record: dict) -> None:
+        """Append ``record`` as one line (non-finite numbers as null) and mirror its scalars to TensorBoard."""
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with open(self.run.metrics, "a") as f:
+            f.write(json.dumps(clean) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self.tb.add_scalar(key, value, record["epoch"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _tensorboard(log_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(log_dir))
+
+
+# --- an evaluation report ---------------------------------------------------------------------------------------------
+
+def write_eval_report(folder: str | Path, result, views, video_ids: list[str], class_names: list[str]) -> Path:
+    """Write ``predictions.npz``, ``eval.json`` and, for labelled splits, ``per_class.csv``, ``confusion.csv`` and
+    ``confusion.png`` of an evaluation (``cpnet.engine.evaluation``'s ``EvalResult`` and ``ViewLogits``) into
+    ``folder``, each file whole or not at all; returns the folder."""
+    import numpy as np
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = np.asarray(video_ids)
+    with atomic_output(out / PREDICTIONS) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, video_ids=ids[views.video_index], view_ids=views.view_index, logits=views.logits,
+                            labels=views.labels, video_index=views.video_index, class_names=np.asarray(class_names),
+                            video_scores=result.video_scores.astype(np.float32), video_labels=result.video_labels,
+                            videos=ids[result.videos])
+    atomic_write_text(out / EVAL_JSON, json.dumps(result.summary, indent=2) + "\n")
+    if result.confusion is None:
+        return out
+    counts = result.confusion.sum(axis=1)
+    per_class = [["class_index", "class_name", "videos", "top1"]]
+    for i, name in enumerate(class_names):
+        acc = result.summary["per_class_accuracy"][name]
+        per_class.append([i, name, int(counts[i]), "" if acc is None else f"{acc:.6f}"])
+    confusion = [["true \\ predicted", *class_names]]
+    confusion += [[name, *row.tolist()] for name, row in zip(class_names, result.confusion)]
+    atomic_write_text(out / PER_CLASS, _csv(per_class))
+    atomic_write_text(out / CONFUSION_CSV, _csv(confusion))
+    from cpnet.reports.figures import plot_confusion
+
+    plot_confusion(result.confusion, class_names, out / CONFUSION_PNG)
+    return out
+
+
+def _csv(rows: list[list]) -> str:
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    return text.getvalue()
+
+
+def find_eval(path: str | Path, report: str | None = None) -> Path:
+    """The ``eval.json`` of an evaluation folder, or of the one evaluation inside a run folder.
+
+    ``path`` may be the file itself, a folder holding it, or a run folder whose subfolders (``eval/``,
+    ``eval_<split>_<protocol>/``) hold it; ``report`` names the subfolder when there are several.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"run or evaluation folder not found: {path}")
+    if report is not None:
+        target = path / report / EVAL_JSON
+        if not target.is_file():
+            raise FileNotFoundError(f"no {EVAL_JSON} in {path / report}")
+        return target
+    if (path / EVAL_JSON).is_file():
+        return path / EVAL_JSON
+    found = sorted(p for p in path.glob(f"*/{EVAL_JSON}"))
+    if not found:
+        raise FileNotFoundError(f"no {EVAL_JSON} in {path} or its subfolders: run `cpnet eval --run {path}` first")
+    if len(found) > 1:
+        names = ", ".join(p.parent.name for p in found)
+        raise ValueError(f"{path} holds several evaluations ({names}); choose one with --report NAME")
+    return found[0]
+
+
+def load_eval(path: str | Path, report: str | None = None) -> dict:
+    """An evaluation's per-class results: ``{"path", "model", "per_class": {name: top1 or None}, "videos": {name:
+    count}, "mean_class_accuracy"}`` (the video counts from ``per_class.csv`` when present)."""
+    file = find_eval(path, report)
+    try:
+        summary = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file} is not valid JSON: {e}") from None
+    per_class = summary.get("per_class_accuracy")
+    if not isinstance(per_class, dict) or not per_class:
+        raise ValueError(f"{file} has no per_class_accuracy (an unlabelled split cannot be compared)")
+    videos: dict[str, int] = {}
+    counts = file.parent / PER_CLASS
+    if counts.is_file():
+        with open(counts, newline="") as f:
+            videos = {row["class_name"]: int(row["videos"]) for row in csv.DictReader(f)}
+    return {"path": str(file.parent), "model": summary.get("model", ""), "per_class": per_class, "videos": videos,
+            "mean_class_accuracy": summary.get("mean_class_accuracy")}

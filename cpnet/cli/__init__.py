@@ -12,13 +12,11 @@ import importlib
 import re
 import sys
 
+from cpnet.errors import UserError
+
 # Subcommand modules, in the order `cpnet --help` lists them.
 SUBCOMMANDS = ["demo", "models", "data", "train", "eval", "predict", "bench", "compare", "visualize", "export",
                "convert"]
-
-
-class UserError(Exception):
-    """An error caused by the user's input; reported as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,10 @@
-"""`cpnet compare RUN_A RUN_B`: per-class top-1 gain of run B over run A (CSV, markdown, bar chart)."""
+"""`cpnet compare RUN_A RUN_B`: per-class top-1 gain of run B over run A (CSV, markdown, bar chart;
+:mod:`cpnet.app.compare`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
-from cpnet.reports.tables import write_csv
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,30 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _labels(a: dict, b: dict, given: list[str] | None) -> tuple[str, str]:
-    if given:
-        return given[0], given[1]
-    la, lb = a["model"] or Path(a["path"]).name, b["model"] or Path(b["path"]).name
-    if la == lb:  # same model: name them by their folders instead
-        la, lb = (Path(p).name if Path(p).name not in ("eval", "") else Path(p).parent.name
-                  for p in (a["path"], b["path"]))
-    return la, lb
-
-
 def run(args: argparse.Namespace) -> int:
-    from cpnet.reports.compare import compare_rows, gains_markdown, load_eval, plot_gains
+    from cpnet.app.compare import compare_runs
 
-    if args.top < 1:
-        raise ValueError(f"--top must be >= 1, got {args.top}")
-    a, b = load_eval(args.run_a, args.report), load_eval(args.run_b, args.report)
-    label_a, label_b = _labels(a, b, args.labels)
-    rows = compare_rows(a, b)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = gains_markdown(rows, label_a, label_b, args.top)
-    (out / "compare.md").write_text(text)
-    files = [write_csv(rows, out / "compare.csv", ["rank", "class_name", "top1_a", "top1_b", "gain", "videos"]),
-             out / "compare.md", plot_gains(rows, out / "compare.png", label_a, label_b)]
+    rows, text, files = compare_runs(args.run_a, args.run_b, report=args.report, labels=args.labels, top=args.top,
+                                     out=args.out)
     if args.json:
         print(json.dumps(rows))
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from cpnet.convert.released import convert_released
+from cpnet.app.convert import convert_tf
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    meta = convert_released(args.checkpoint, args.model, args.labels, args.out, force=args.force)
+    meta = convert_tf(args.checkpoint, args.model, args.labels, args.out, force=args.force)
     print(f"{args.out}: {meta['model_name']} with {meta['num_classes']} classes from {meta['converted_from']} "
           f"[{time.perf_counter() - start:.1f} s]")
     return 0

@@ -1,18 +1,14 @@
 """`cpnet data synth` writes the synthetic motion set in the Jester layout; `cpnet data check` reads every record
 of a dataset and reports what is missing, undecodable or odd (exit code 1 when any media is bad); `cpnet data
 prepare` re-encodes a user's videos for fast decoding, extracts their frames, or writes list files
-(:mod:`cpnet.data.prepare`; exit code 1 when any source is bad)."""
+(exit code 1 when any source is bad; :mod:`cpnet.app.data`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
-from cpnet.data import prepare, synthetic
-from cpnet.data.annotations import DATASETS
-from cpnet.data.commands import check_dataset, format_report, report_dict
+from cpnet.app import data
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,18 +18,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     synth = sub.add_parser("synth", help="write the synthetic motion dataset in the Jester layout")
     synth.add_argument("--out", required=True, type=Path, help="output folder (reused when already complete)")
-    synth.add_argument("--train", type=int, default=synthetic.DEFAULT_NUM_TRAIN, help="training clips")
-    synth.add_argument("--val", type=int, default=synthetic.DEFAULT_NUM_VAL, help="validation clips")
+    synth.add_argument("--train", type=int, default=data.DEFAULT_NUM_TRAIN, help="training clips")
+    synth.add_argument("--val", type=int, default=data.DEFAULT_NUM_VAL, help="validation clips")
     synth.add_argument("--frames", type=int, default=8, help="frames per clip")
     synth.add_argument("--size", type=int, default=32, help="frame height and width in pixels")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--noise", type=float, default=synthetic.DEFAULT_NOISE, help="per-pixel noise std in [0, 1]")
-    synth.add_argument("--distractors", type=int, default=synthetic.DEFAULT_DISTRACTORS, help="distractor shapes")
+    synth.add_argument("--noise", type=float, default=data.DEFAULT_NOISE, help="per-pixel noise std in [0, 1]")
+    synth.add_argument("--distractors", type=int, default=data.DEFAULT_DISTRACTORS, help="distractor shapes")
     synth.add_argument("--workers", type=int, default=1, help="processes writing clips")
     synth.set_defaults(func=run_synth)
 
     check = sub.add_parser("check", help="decode every record of a dataset and report problems")
-    check.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    check.add_argument("--dataset", required=True, choices=sorted(data.DATASETS))
     check.add_argument("--root", required=True, type=Path, help="folder with the official annotation files")
     check.add_argument("--split", action="append", help="split to check (repeatable); default: every split found")
     check.add_argument("--quick", action="store_true", help="decode only the first and last frame of each video")
@@ -56,10 +52,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         step.add_argument("--out", required=True, type=Path, help="output folder, outside --src")
     reencode.add_argument("--short-side", required=True, type=int, help="output short side in pixels (even)")
     reencode.add_argument("--keyframe-interval", type=int, default=12, help="at most this many frames per keyframe")
-    reencode.add_argument("--codec", choices=prepare.CODECS, help="default: libx264 when available, else mpeg4")
+    reencode.add_argument("--codec", choices=data.CODECS, help="default: libx264 when available, else mpeg4")
     frames.add_argument("--short-side", type=int, help="output short side in pixels (even); default: source size")
     frames.add_argument("--keep-tree", action="store_true", help="OUT/<relative path>/00001.jpg instead of "
-                        f"OUT/<relative path with '/' as '{prepare.ID_SEPARATOR}'>/00001.jpg")  # fmt: skip
+                        f"OUT/<relative path with '/' as '{data.ID_SEPARATOR}'>/00001.jpg")  # fmt: skip
     for step in (reencode, frames):
         step.add_argument("--fps", type=float, help="output frame rate (default: the source's)")
         step.add_argument("--workers", type=int, default=1, help="processes converting videos at once")
@@ -73,52 +69,28 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    out = synthetic.write_jester(
-        args.out, num_train=args.train, num_val=args.val, num_frames=args.frames, size=args.size, seed=args.seed,
-        noise=args.noise, distractors=args.distractors, workers=args.workers, progress=True,
-    )  # fmt: skip
-    print(f"synthetic dataset ({args.train} train + {args.val} validation clips) in {out} "
-          f"[{time.perf_counter() - start:.1f} s]; train with --dataset jester --root {out}")  # fmt: skip
+    print(data.synth(args.out, num_train=args.train, num_val=args.val, num_frames=args.frames, size=args.size,
+                     seed=args.seed, noise=args.noise, distractors=args.distractors, workers=args.workers))
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
-    reports = check_dataset(
-        args.dataset, args.root, args.split, quick=args.quick, workers=args.workers, min_frames=args.min_frames
-    )
-    print(format_report(args.dataset, reports))
-    if args.json:
-        args.json.write_text(json.dumps(report_dict(reports), indent=1))
-    bad = sum(len(r.bad) for r in reports)
-    missing = sum(len(r.missing) for r in reports)
-    failed = bad > 0 or (missing > 0 and not args.allow_missing)
-    print(f"check {'FAILED' if failed else 'passed'}: {bad} undecodable, {missing} missing")
+    text, failed = data.check(args.dataset, args.root, args.split, quick=args.quick, workers=args.workers,
+                              min_frames=args.min_frames, allow_missing=args.allow_missing, json_path=args.json)
+    print(text)
     return 1 if failed else 0
 
 
 def run_prepare_media(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    if args.prepare_command == "reencode":
-        report = prepare.reencode(
-            args.src, args.out, args.short_side, keyframe_interval=args.keyframe_interval, fps=args.fps,
-            codec=args.codec, workers=args.workers, force=args.force, progress=True,
-        )  # fmt: skip
-    else:
-        report = prepare.extract_frames(
-            args.src, args.out, short_side=args.short_side, fps=args.fps, keep_tree=args.keep_tree,
-            workers=args.workers, force=args.force, progress=True,
-        )  # fmt: skip
-    if report.stale_removed:
-        print(f"removed {report.stale_removed} unfinished output(s) of an earlier run")
-    for rel, error in report.bad.items():
-        print(f"bad {rel}: {error}")
-    print(f"{report.summary()} [{time.perf_counter() - start:.1f} s] -> {args.out}")
-    return 1 if report.bad else 0
+    lines, bad = data.prepare_media(
+        args.prepare_command, args.src, args.out, short_side=args.short_side, fps=args.fps, workers=args.workers,
+        force=args.force, keyframe_interval=getattr(args, "keyframe_interval", 12),
+        codec=getattr(args, "codec", None), keep_tree=getattr(args, "keep_tree", False),
+    )  # fmt: skip
+    print("\n".join(lines))
+    return 1 if bad else 0
 
 
 def run_prepare_lists(args: argparse.Namespace) -> int:
-    counts = prepare.write_lists(args.root, args.out, force=args.force)
-    names = ", ".join(f"{split}.txt ({n} videos)" for split, n in counts.items())
-    print(f"wrote classes.txt, {names} in {args.out}; train with --dataset list --root {args.out}")
+    print(data.prepare_lists(args.root, args.out, force=args.force))
     return 0

@@ -24,15 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
+    from cpnet.app.demo import demo_command
 
-    from cpnet.app.demo import FULL, QUICK, run_demo
-
-    size = QUICK if args.quick else FULL
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        size = dataclasses.replace(size, threads=args.threads)
-    run_demo(args.out, args.data, models=args.models, size=size, seed=args.seed,
-             progress=False if args.no_progress else None)
+    demo_command(args.out, args.data, quick=args.quick, models=args.models, threads=args.threads, seed=args.seed,
+                 progress=False if args.no_progress else None)
     return 0

@@ -7,9 +7,8 @@ only rank 0 prints and writes the report.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from cpnet.app.config import PROTOCOLS, load_config
+from cpnet.app.config import PROTOCOLS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,18 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnet.app.runfolder import RunFolder
-    from cpnet.app.runs import checkpoint_config, eval_run
+    from cpnet.app.evaluate import eval_command
 
-    if args.run:
-        run_folder = RunFolder(args.run)
-        checkpoint = run_folder.checkpoint()
-        cfg = load_config(args.config or run_folder.config, args.overrides)
-    else:
-        checkpoint = Path(args.checkpoint)
-        cfg = load_config(args.config, args.overrides) if args.config else checkpoint_config(checkpoint, args.overrides)
-    split = args.split or cfg.data.val_split
-    protocol = args.protocol or cfg.eval.protocol
-    out = Path(args.out) if args.out else RunFolder(checkpoint.parent).eval_dir(split, protocol)
-    eval_run(cfg, checkpoint, out, split=split, protocol=protocol, clips=args.clips, crops=args.crops)
+    eval_command(run=args.run, checkpoint=args.checkpoint, config=args.config, overrides=args.overrides,
+                 split=args.split, protocol=args.protocol, clips=args.clips, crops=args.crops, out=args.out)
     return 0

@@ -7,13 +7,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cpnet.app.config import DEVICES, PROTOCOLS
-
-if TYPE_CHECKING:
-    from cpnet.app.predict import Predictor
 
 DESCRIPTION = """Classify with a trained checkpoint. A video file or frame folder: the softmax averaged over the
 views of --views (default: the centre clip, centre crop), as `cpnet eval` scores a video. With --window: one
@@ -49,80 +44,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnet.app.predict import check_source, is_live_source, load_predictor
-
-    live = args.stream or is_live_source(args.path)
-    _check_options(args, live)
-    check_source(args.path, live)
-    predictor = load_predictor(Path(args.checkpoint), args.device, args.views)
-    if live:
-        return _live(args, predictor)
-    if args.window is not None:
-        return _timeline(args, predictor)
-    return _single(args, predictor)
-
-
-def _check_options(args: argparse.Namespace, live: bool) -> None:
-    if live:
-        for option, value in (("--out", args.out), ("--force", args.force)):
-            if value:
-                raise ValueError(f"{option} writes a timeline of a video file; {args.path} is read as a live source")
-        return
-    if args.max_seconds is not None or args.fmt:
-        raise ValueError(f"--max-seconds and --format are for live sources; pass --stream to read {args.path} as one")
-    if args.window is None:
-        for option, value in (("--stride", args.stride), ("--out", args.out), ("--force", args.force)):
-            if value:
-                raise ValueError(f"{option} needs --window SECONDS (a timeline) or a live source")
-
-
-def _single(args: argparse.Namespace, predictor: Predictor) -> int:
-    from cpnet.app.predict import classify_file
-
-    result = classify_file(predictor, Path(args.path), args.topk)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    for rank, c in enumerate(result["top"], 1):
-        print(f"{rank}. {c['class']}  {100 * c['probability']:.1f}%")
-    print(_throughput(result), file=sys.stderr)  # stdout stays the ranked list
-    return 0
-
-
-def _timeline(args: argparse.Namespace, predictor: Predictor) -> int:
-    from cpnet.app.predict import predict_timeline, write_timeline
-
-    path = Path(args.path)
-    out = Path(args.out) if args.out else Path(f"{path.stem or path.name}_timeline")
-    result = predict_timeline(predictor, path, window=args.window, stride=args.stride, topk=args.topk,
-                              folder_fps=args.fps)
-    files = write_timeline(result, out, force=args.force)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    for w in result["windows"]:
-        best = w["top"][0]
-        print(f"{w['start_s']:8.2f}-{w['end_s']:.2f}s  {best['class']}  {100 * best['probability']:.1f}%")
-    for file in files:
-        print(f"wrote {file}")
-    print(f"{len(result['windows'])} windows; {_throughput(result)}")
-    return 0
-
-
-def _live(args: argparse.Namespace, predictor: Predictor) -> int:
-    from cpnet.app.predict import predict_stream
+    from cpnet.app.predict import predict_command
 
     refresh = sys.stdout.isatty() and not args.json
-    summary = predict_stream(predictor, args.path, topk=args.topk, window=args.window, stride=args.stride,
-                             max_seconds=args.max_seconds, fmt=args.fmt, fallback_fps=args.fps,
-                             emit=_live_printer(args.json, refresh))
+    done = predict_command(args.path, args.checkpoint, topk=args.topk, device=args.device, views=args.views,
+                           window=args.window, stride=args.stride, out=args.out, force=args.force, fps=args.fps,
+                           stream=args.stream, fmt=args.fmt, max_seconds=args.max_seconds,
+                           emit=_live_printer(args.json, refresh))
+    result = done.result
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(result))
         return 0
-    if refresh and summary["predictions"]:
-        print()  # end the refreshed line
-    print(f"stopped ({summary['stopped']}): {summary['predictions']} predictions over {summary['stream_seconds']:.1f} "
-          f"s of {args.path}; {_throughput(summary)}")
+    if done.kind == "file":
+        for rank, c in enumerate(result["top"], 1):
+            print(f"{rank}. {c['class']}  {100 * c['probability']:.1f}%")
+        print(_throughput(result), file=sys.stderr)  # stdout stays the ranked list
+    elif done.kind == "timeline":
+        for w in result["windows"]:
+            best = w["top"][0]
+            print(f"{w['start_s']:8.2f}-{w['end_s']:.2f}s  {best['class']}  {100 * best['probability']:.1f}%")
+        for file in done.files:
+            print(f"wrote {file}")
+        print(f"{len(result['windows'])} windows; {_throughput(result)}")
+    else:
+        if refresh and result["predictions"]:
+            print()  # end the refreshed line
+        print(f"stopped ({result['stopped']}): {result['predictions']} predictions over "
+              f"{result['stream_seconds']:.1f} s of {args.path}; {_throughput(result)}")
     return 0
 
 

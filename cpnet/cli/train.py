@@ -7,9 +7,6 @@ all the launched processes; only rank 0 prints and writes the run folder.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from cpnet.app.config import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,13 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnet.app.runs import train_run
+    from cpnet.app.train import train_command
 
-    if args.config is None and not (args.resume and args.out):
-        raise ValueError("--config is required (or --resume --out RUN_DIR to continue a run with its own config)")
-    config_path = args.config or Path(args.out) / "config.yaml"
-    cfg = load_config(config_path, args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    train_run(cfg, out, resume=args.resume, force=args.force, init=args.init,
-              progress=False if args.no_progress else None)
+    train_command(args.config, args.overrides, args.out, resume=args.resume, force=args.force, init=args.init,
+                  progress=False if args.no_progress else None)
     return 0

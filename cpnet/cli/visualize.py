@@ -1,13 +1,10 @@
 """`cpnet visualize`: a CP module's correspondence proposals on one clip, and the activated channels each proposal
-wins (supp. §H: a channel counts when its max-pooled value is positive after the ReLU)."""
+wins (supp. §H: a channel counts when its max-pooled value is positive after the ReLU; :mod:`cpnet.app.visualize`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
-from cpnet.reports.tables import text_table, write_csv
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,35 +38,15 @@ def _parse_point(text: str) -> tuple[int, int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnet.app.predict import load_clip
-    from cpnet.reports.cp_hooks import capture_cp
-    from cpnet.reports.visualize import (
-        correspondence_rows,
-        correspondences,
-        plot_correspondences,
-        point_index,
-        strongest_points,
-    )
+    from cpnet.app.visualize import visualize_checkpoint
 
     points = [_parse_point(p) for p in args.points] if args.points else None
-    if points is None and args.num_points < 1:
-        raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
-    model, clip, frames, _ = load_clip(Path(args.input), Path(args.checkpoint))
-    capture = capture_cp(model, clip, args.module)
-    corr = correspondences(capture)
-    queries = [point_index(corr.grid, p) for p in points] if points else strongest_points(corr, args.num_points)
-    rows = correspondence_rows(corr, queries)
-    out = Path(args.out)
-    title = f"{capture.name} of {Path(args.checkpoint).name} on {Path(args.input).name}: k={capture.module.k}, " \
-            f"{corr.width} channels, search grid {corr.grid[0]}x{corr.grid[1]}x{corr.grid[2]}"
-    files = [write_csv(rows, out / "correspondences.csv"),
-             plot_correspondences(frames, rows, corr.grid, out / "correspondences.png", title)]
+    rows, text, files = visualize_checkpoint(args.checkpoint, args.input, module=args.module, points=points,
+                                              num_points=args.num_points, out=args.out)
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(title)
-    columns = ["query", "query_t", "query_h", "query_w", "proposal", "t", "h", "w", "active_wins", "active", "width"]
-    print(text_table(rows, columns))
+    print(text)
     for path in files:
         print(f"wrote {path}")
     return 0

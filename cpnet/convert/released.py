@@ -15,6 +15,7 @@ a shape that does not fit, each naming the variable.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -183,19 +184,26 @@ def released_test_config(preset: str, options: dict, labels: str | Path) -> dict
             "eval": {"protocol": "released"}}
 
 
-def convert_released(checkpoint: str | Path, preset: str, labels: str | Path, out: str | Path,
-                     force: bool = False) -> dict:
-    """Read a released TF checkpoint (``PREFIX`` of ``PREFIX.index`` / ``.data-*``), map it onto ``preset`` with
-    the classes of ``labels`` and write a cpnet checkpoint to ``out`` (atomically: nothing partial is left on an
-    error). Refuses an existing ``out`` unless ``force``. Returns the checkpoint's metadata."""
-    from cpnet.app.config import config_from_dict, config_to_dict
+@dataclass
+class ReleasedModel:
+    """A released checkpoint mapped onto a preset: the model holding its weights (classes in label-file order, eval
+    mode), the preset and the options it needs, the class names, the TF prefix read, and the released test settings
+    as a plain config dict."""
+
+    model: VideoResNet
+    preset: str
+    options: dict
+    class_names: list[str]
+    source: Path
+    test_config: dict
+
+
+def convert_released(checkpoint: str | Path, preset: str, labels: str | Path) -> ReleasedModel:
+    """Read a released TF checkpoint (``PREFIX`` of ``PREFIX.index`` / ``.data-*``) and map it onto ``preset`` with
+    the classes of ``labels``; the weights are loaded into the preset once, so they fit it exactly."""
     from cpnet.convert.tf_checkpoint import read_tf_checkpoint, resolve_tf_prefix
-    from cpnet.engine.checkpoint import atomic_save, make_checkpoint
     from cpnet.models.registry import create_model, list_models
 
-    out = Path(out)
-    if out.exists() and not force:
-        raise ValueError(f"{out} exists; pass --force to overwrite it")
     if "_released_" not in preset or preset not in list_models():
         released = [m for m in list_models() if "_released_" in m]
         raise ValueError(f"--model must be a released preset ({', '.join(released)}), got {preset!r}")
@@ -211,8 +219,5 @@ def convert_released(checkpoint: str | Path, preset: str, labels: str | Path, ou
     rows = released_class_rows(class_names)
     state["fc.weight"], state["fc.bias"] = state["fc.weight"][rows], state["fc.bias"][rows]  # label-file order
     model.load_state_dict(state)
-    cfg = config_from_dict(released_test_config(preset, options, labels))
-    meta = {"model_name": preset, "num_classes": len(class_names), "class_names": class_names,
-            "config": config_to_dict(cfg), "converted_from": str(prefix)}
-    atomic_save(make_checkpoint(model, epoch=0, meta=meta), out)
-    return meta
+    return ReleasedModel(model, preset, options, class_names, Path(prefix),
+                         released_test_config(preset, options, labels))

@@ -43,10 +43,6 @@ class DatasetSplit:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def label_map(self) -> dict[str, int]:
-        """Class name -> index, as stored with every run."""
-        return {name: i for i, name in enumerate(self.class_names)}
-
     def missing_summary(self, first: int = 5) -> str:
         """One line: how many media are missing, with the first few ids ('' when none)."""
         if not self.missing:

@@ -59,7 +59,6 @@ _MOTIONS = {
     "rotate_clockwise": ("rotate", False),
     "rotate_counterclockwise": ("rotate", True),
 }
-STATE_KEYS = ("cx", "cy", "radius", "angle")
 ROTATE_GAIN = 1.3  # rotating shape: radius 0.22-0.3 and total turn 0.5-0.85 pi, both scaled by this (see _trajectory)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cpnet.data.views import ViewProtocol, resized_short_side
+from cpnet.data.views import ViewProtocol
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -95,11 +95,6 @@ def resize(frames: torch.Tensor, height: int, width: int, antialias: bool | None
     x = frames.permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W) view, channels-last strides
     y = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=antialias)
     return y.permute(0, 2, 3, 1)  # (T, 3, h, w) channels-last -> (T, h, w, 3) contiguous
-
-
-def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
-    """Resize uint8 (T, H, W, 3) so that min(H, W) == short_side, keeping the aspect ratio."""
-    return resize(frames, *resized_short_side(frames.shape[1], frames.shape[2], short_side))
 
 
 _TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)

@@ -9,6 +9,7 @@ checkpoint written by any number of processes loads into one, and the other way 
 
 from __future__ import annotations
 
+import io
 import random
 from collections import OrderedDict
 from pathlib import Path
@@ -17,39 +18,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from cpnet.files import TEMP_MARK, atomic_output
+from cpnet.files import atomic_output
 
 FORMAT = "cpnet-checkpoint"
 VERSION = 1
-LAST = "checkpoint_last.pt"
-BEST = "checkpoint_best.pt"
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary sibling, fsync, then rename over ``path``; no partial file is ever left."""
+    """``torch.save`` to a temporary sibling, fsync, then rename over ``path``; no partial file is ever left.
+
+    The checkpoint is serialised in memory first and then written as plain bytes: torch's own writer turns a failed
+    write (a full disk) into a RuntimeError ("unexpected pos …") that hides the OSError and its errno, where a plain
+    write raises the OSError, here naming the checkpoint."""
     path = Path(path)
     try:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
         with atomic_output(path) as tmp, open(tmp, "wb") as f:
-            torch.save(obj, f)
+            f.write(buffer.getbuffer())
     except OSError as e:
         if e.errno is None or e.filename is not None:
             raise
         # A write into an open file object names no file ('No space left on device'): name the checkpoint.
         raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     return path
-
-
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporary files that a process killed mid-write left in ``folder`` (of a checkpoint, the config,
-    the labels or the metrics: every ``cpnet.files`` temporary); returns them.
-
-    A killed process never reaches its own clean-up, so a resumed run removes them (they never hold a complete
-    file: the rename is the commit point)."""
-    stale = [p for p in Path(folder).glob(f".*{TEMP_MARK}*") if p.is_file()]
-    stale += [p for p in Path(folder).glob(".*.pt.tmp[0-9]*") if p.is_file()]  # named so before cpnet.files
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
 
 
 def rng_state() -> dict:

@@ -21,8 +21,6 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-DEVICES = ("auto", "cpu", "cuda")  # what train.device and --device accept
-
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -104,26 +102,6 @@ def main_only(log: Callable[[str], None]) -> Callable[[str], None]:
 
 def _silent(message: str) -> None:
     """The log of ranks other than 0."""
-
-
-def resolve_device(name: str, setting: str = "train.device") -> torch.device:
-    """The device a ``DEVICES`` name means for this process: ``auto`` picks CUDA when available; ``cuda`` becomes
-    this process's GPU under torchrun (the one :func:`session` selected). Asking for CUDA without one is an error
-    naming ``setting``."""
-    if name not in DEVICES:
-        raise ValueError(f"{setting}={name!r}; expected one of {', '.join(DEVICES)}")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{setting}=cuda but no CUDA device is available; use auto or cpu")
-    return local_device(torch.device(name))
-
-
-def local_device(device: torch.device) -> torch.device:
-    """``cuda`` becomes this process's GPU (the one :func:`session` selected); other devices are unchanged."""
-    if device.type == "cuda" and device.index is None and dist.is_initialized():
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
 
 
 def _comm_device() -> torch.device:

@@ -1,4 +1,5 @@
-"""Multi-view evaluation: logits for every view, softmax averaged per video, metrics and the report files.
+"""Multi-view evaluation: logits for every view, softmax averaged per video, and the metrics (the application
+writes the report files).
 
 Batches are :class:`cpnet.batch.ViewBatch` (``cpnet.data``'s ``collate_views`` makes them from a
 ``ViewDataset``). Clip-level metrics score every view on its own; video-level metrics score the mean softmax of a
@@ -8,11 +9,8 @@ gathered, so the metrics are those of a single process.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,8 +18,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from cpnet.batch import as_view_batch
+from cpnet.device import autocast
 from cpnet.engine.distributed import all_gather_rows, get_world_size
-from cpnet.engine.loop import autocast
 from cpnet.metrics import aggregate_views, classification_report, topk_accuracy
 
 
@@ -123,31 +121,3 @@ def summarize(views: ViewLogits, num_videos: int, class_names: list[str]) -> Eva
 
 def _finite(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
-
-
-def write_eval_outputs(out_dir: str | Path, result: EvalResult, views: ViewLogits, video_ids: list[str],
-                       class_names: list[str]) -> Path:
-    """Write ``predictions.npz``, ``eval.json`` and, for labelled splits, ``per_class.csv`` and ``confusion.csv``
-    into ``out_dir``; returns it. (``cpnet.reports.figures.plot_confusion`` draws the matrix.)"""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = np.asarray(video_ids)
-    np.savez_compressed(out / "predictions.npz", video_ids=ids[views.video_index], view_ids=views.view_index,
-                        logits=views.logits, labels=views.labels, video_index=views.video_index,
-                        class_names=np.asarray(class_names), video_scores=result.video_scores.astype(np.float32),
-                        video_labels=result.video_labels, videos=ids[result.videos])
-    (out / "eval.json").write_text(json.dumps(result.summary, indent=2) + "\n")
-    if result.confusion is not None:
-        counts = result.confusion.sum(axis=1)
-        with open(out / "per_class.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["class_index", "class_name", "videos", "top1"])
-            for i, name in enumerate(class_names):
-                acc = result.summary["per_class_accuracy"][name]
-                w.writerow([i, name, int(counts[i]), "" if acc is None else f"{acc:.6f}"])
-        with open(out / "confusion.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["true \\ predicted", *class_names])
-            for name, row in zip(class_names, result.confusion):
-                w.writerow([name, *row.tolist()])
-    return out

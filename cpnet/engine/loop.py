@@ -1,4 +1,5 @@
-"""The training loop: one epoch, centre-view validation, and ``fit`` (epochs, logging, checkpoints, resume).
+"""The training loop: one epoch, centre-view validation, and ``fit`` (epochs, resume, and what to keep of each
+epoch handed to the caller).
 
 Batches are :class:`cpnet.batch.ClipBatch` (what ``cpnet.data``'s ``collate_skip`` makes: clips, labels, indices and
 the count of unreadable clips dropped) or plain ``(clips, labels)`` pairs. The loop holds no model math, no config
@@ -6,8 +7,10 @@ and no dataset code: everything it needs comes in as arguments, so it runs the s
 
 In a process group (torchrun, see ``cpnet.engine.distributed``) the model is DDP-wrapped and each rank reads its own
 share of the data; counts and sums are added over ranks, every rank takes the same skip/stop decisions (a rank that
-stopped alone would leave the others waiting in the gradient all-reduce), and only rank 0 logs, shows progress and
-writes ``metrics.jsonl`` and checkpoints. In a single process all of this reduces to the plain loop.
+stopped alone would leave the others waiting in the gradient all-reduce), and only rank 0 logs and shows progress.
+The loop writes no file: at each epoch's end it hands an :class:`EpochEnd` (the record, whether it is the best, and
+the checkpoints to keep, built on demand) to the caller's ``on_epoch_end``, which decides what to write and where
+(``cpnet.app.runfolder``). In a single process all of this reduces to the plain loop.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -27,22 +29,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cpnet.batch import as_batch
-from cpnet.engine.checkpoint import (
-    BEST,
-    LAST,
-    atomic_save,
-    check_compatible,
-    load_checkpoint,
-    load_model_state,
-    make_checkpoint,
-    remove_stale_temporaries,
-    rng_state,
-    set_rng_state,
-)
+from cpnet.device import autocast
+from cpnet.engine.checkpoint import check_compatible, load_model_state, make_checkpoint, rng_state, set_rng_state
 from cpnet.engine.distributed import barrier, get_rank, is_main, main_only, sum_over_ranks, unwrap
 from cpnet.engine.finetune import hold_batchnorm_statistics
 from cpnet.engine.optim import LRSchedule, set_bn_momentum
-from cpnet.engine.runlog import RunLog, read_records
 from cpnet.errors import MediaError
 from cpnet.metrics import topk_correct
 
@@ -83,18 +74,6 @@ class BadMediaBudget:
             raise MediaError(f"{self.where}{self.skipped} clips could not be read, more than max_bad_fraction="
                              f"{self.max_fraction} of {self.total} ({self.skipped} of {self.total} items had bad "
                              "media; the warnings above name the files; `cpnet data check` lists them all)")
-
-
-AMP_DTYPES = ("float16", "bfloat16")
-
-
-def autocast(device: torch.device, amp: bool, dtype: str = "float16") -> contextlib.AbstractContextManager:
-    """``dtype`` autocast on CUDA when ``amp``; a no-op elsewhere (CPU runs stay float32)."""
-    if dtype not in AMP_DTYPES:
-        raise ValueError(f"unknown mixed-precision dtype {dtype!r}; expected one of {', '.join(AMP_DTYPES)}")
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=getattr(torch, dtype))
-    return contextlib.nullcontext()
 
 
 def _timed(loader: DataLoader) -> Iterator[tuple[int, tuple, float]]:
@@ -238,12 +217,12 @@ def _set_epoch(loader: DataLoader, epoch: int) -> None:
             obj.set_epoch(epoch)
 
 
-def _resume(path: Path, model, optimizer, schedule, scaler, meta: dict) -> tuple[int, float]:
-    """Restore the end of the checkpoint's epoch, whatever world size wrote it; returns (epoch, best score)."""
-    ckpt = load_checkpoint(path)  # on the CPU: RNG states must be CPU tensors; the loads below move the rest
+def _resume(ckpt: dict, model, optimizer, schedule, scaler, meta: dict) -> tuple[int, float]:
+    """Restore the end of the checkpoint's epoch, whatever world size wrote it; returns (epoch, best score).
+    ``ckpt`` was loaded on the CPU: RNG states must be CPU tensors; the loads below move the rest."""
     if "model_name" in meta:
-        check_compatible(ckpt, meta["model_name"], meta.get("num_classes"), path)
-    load_model_state(unwrap(model), ckpt["model"], path)
+        check_compatible(ckpt, meta["model_name"], meta.get("num_classes"), "the checkpoint to resume")
+    load_model_state(unwrap(model), ckpt["model"], "the checkpoint to resume")
     optimizer.load_state_dict(ckpt["optimizer"])
     epoch = int(ckpt["epoch"])
     schedule.load_state_dict(ckpt["schedule"])
@@ -257,6 +236,27 @@ def _resume(path: Path, model, optimizer, schedule, scaler, meta: dict) -> tuple
     return epoch, float(ckpt["best_top1"])
 
 
+@dataclass
+class EpochEnd:
+    """What ``fit`` hands its caller after each epoch: the epoch's ``record`` (the metrics line), whether its score
+    is the ``best`` so far, and the two checkpoints it may keep, built only when asked for (on the rank that
+    writes): :meth:`resume_state` holds everything a resume needs, :meth:`weights` the weights and the record."""
+
+    record: dict
+    is_best: bool
+    _state: Callable[[bool], dict]
+
+    @property
+    def epoch(self) -> int:
+        return int(self.record["epoch"])
+
+    def resume_state(self) -> dict:
+        return self._state(True)
+
+    def weights(self) -> dict:
+        return self._state(False)
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -266,57 +266,56 @@ def fit(
     *,
     device: torch.device,
     options: TrainOptions,
-    out_dir: str | Path,
     meta: dict,
-    resume: bool = False,
-    on_epoch_end: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+    history: list[dict] | None = None,
+    on_epoch_end: Callable[[EpochEnd], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train ``options.epochs`` epochs, logging and checkpointing after each one and validating after every
-    ``options.val_every``-th and the last.
+    """Train ``options.epochs`` epochs, validating after every ``options.val_every``-th and the last, and hand each
+    epoch's end to ``on_epoch_end`` (on every rank; only rank 0 should write).
 
     ``meta`` (model name, class count, class names, resolved config; plain data) is stored in every checkpoint.
-    ``resume=True`` continues from ``out_dir/checkpoint_last.pt`` with the model, optimiser, schedule, scaler and
-    RNG states of the end of that epoch, so the run ends exactly as an uninterrupted one (with the same world
-    size; any other world size resumes at the same epoch). Returns a summary. ``model`` may be DDP-wrapped:
-    checkpoints always hold the inner model's state dict, and only rank 0 logs and writes files.
+    ``resume`` (a checkpoint of :meth:`EpochEnd.resume_state`, loaded on the CPU) continues with the model,
+    optimiser, schedule, scaler and RNG states of the end of its epoch, so the run ends exactly as an uninterrupted
+    one (with the same world size; any other world size resumes at the same epoch); ``history`` holds the records
+    of its epochs. Returns a summary. ``model`` may be DDP-wrapped: checkpoints always hold the inner model's state
+    dict, and only rank 0 logs.
     """
-    out_dir = Path(out_dir)
     log = main_only(log)
     scaler = _grad_scaler(device, options)
     start_epoch, best = 0, -1.0
-    if resume:
-        start_epoch, best = _resume(out_dir / LAST, model, optimizer, schedule, scaler, meta)
-        log(f"resumed {out_dir / LAST} after epoch {start_epoch}")
-        if is_main():
-            for stale in remove_stale_temporaries(out_dir):
-                log(f"removed {stale.name}, left by a process killed while writing it")
-    history, record = [r for r in read_records(out_dir) if r.get("epoch", 0) <= start_epoch], {}
-    barrier()  # every rank has read metrics.jsonl before rank 0 rewrites it
-    run_log = RunLog(out_dir, keep_epochs=start_epoch) if is_main() else None
-    try:
-        for epoch in range(start_epoch, options.epochs):
-            record = _train_and_validate(model, optimizer, schedule, scaler, train_loader, val_loader, epoch,
-                                         device=device, options=options)
-            # With a validation set, only validated epochs compete for "best" (train and val scores do not compare).
-            scored = val_loader is None or "val_top1" in record
-            score = record.get("val_top1", record["train_top1"])
-            is_best, best = scored and score > best, max(best, score) if scored else best
-            if best >= 0:  # absent before the first validation
-                record["best_top1"] = best
-            history.append(record)
-            if run_log is not None:
-                run_log.write(record)
-                _save(model, optimizer, schedule, scaler, epoch=epoch + 1, meta=meta, record=record, best=best,
-                      is_best=is_best, out_dir=out_dir)
-            log(_epoch_line(record, options.epochs))
-            if on_epoch_end is not None:
-                on_epoch_end(record)
-    finally:
-        if run_log is not None:
-            run_log.close()
-    barrier()  # the last checkpoint exists when any rank returns
+    if resume is not None:
+        start_epoch, best = _resume(resume, model, optimizer, schedule, scaler, meta)
+    history, record = [r for r in history or [] if r.get("epoch", 0) <= start_epoch], {}
+    for epoch in range(start_epoch, options.epochs):
+        record = _train_and_validate(model, optimizer, schedule, scaler, train_loader, val_loader, epoch,
+                                     device=device, options=options)
+        # With a validation set, only validated epochs compete for "best" (train and val scores do not compare).
+        scored = val_loader is None or "val_top1" in record
+        score = record.get("val_top1", record["train_top1"])
+        is_best, best = scored and score > best, max(best, score) if scored else best
+        if best >= 0:  # absent before the first validation
+            record["best_top1"] = best
+        history.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(EpochEnd(record, is_best, _checkpoints(model, optimizer, schedule, scaler, epoch + 1, meta,
+                                                                record, best)))
+        log(_epoch_line(record, options.epochs))
+    barrier()  # whatever rank 0 kept of the last epoch exists when any rank returns
     return _summary(history, record, best, log)
+
+
+def _checkpoints(model, optimizer, schedule, scaler, epoch: int, meta: dict, record: dict,
+                 best: float) -> Callable[[bool], dict]:
+    """The checkpoint of the end of ``epoch``: with ``full``, everything a resume needs; else weights and record."""
+    def build(full: bool) -> dict:
+        if not full:
+            return make_checkpoint(model, epoch=epoch, meta=meta, metrics=record)
+        states = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                  "scaler": scaler.state_dict(), "rng": rng_state(), "best_top1": best, "metrics": record}
+        return make_checkpoint(model, epoch=epoch, meta=meta, **states)
+    return build
 
 
 def _grad_scaler(device: torch.device, options: TrainOptions) -> torch.amp.GradScaler:
@@ -349,19 +348,9 @@ def _summary(history: list[dict], last: dict, best: float, log: Callable[[str], 
     val_skipped = sum(r.get("val_skipped", 0) for r in history)
     if skipped or val_skipped:
         log(f"skipped unreadable clips: {skipped} in training and {val_skipped} in validation over {len(history)} "
-            "epochs (per epoch in metrics.jsonl; the warnings above name the files)")
+            "epochs (per epoch in the epoch records; the warnings above name the files)")
     return {"epochs": len(history), "best_top1": best, "last": last, "skipped": skipped,
             "val_skipped": val_skipped, "train_seconds": sum(r["train_seconds"] for r in history)}
-
-
-def _save(model, optimizer, schedule, scaler, *, epoch: int, meta: dict, record: dict, best: float, is_best: bool,
-          out_dir: Path) -> None:
-    """The last checkpoint (everything ``resume`` needs) and, after a new best score, the best one (weights only)."""
-    states = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
-              "rng": rng_state(), "best_top1": best, "metrics": record}
-    atomic_save(make_checkpoint(model, epoch=epoch, meta=meta, **states), out_dir / LAST)
-    if is_best:
-        atomic_save(make_checkpoint(model, epoch=epoch, meta=meta, metrics=record), out_dir / BEST)
 
 
 def _epoch_line(r: dict, epochs: int) -> str:

@@ -1,67 +1,17 @@
 """Per-class gain of one evaluated run over another (supp. §F, Figures 3 and 5).
 
-Reads the ``eval.json`` that ``cpnet eval`` writes (``per_class_accuracy``: class name → top-1, or null for a class
-without validation videos) and, when present, its ``per_class.csv`` for the video count per class. Gains are B − A
-in top-1 points, sorted from the largest gain to the largest loss; classes without videos in either run come last
-with no gain.
+Takes two evaluations' per-class results (``cpnet.app.runfolder.load_eval`` reads them from ``cpnet eval``'s
+report: class name → top-1, or None for a class without validation videos, and the video count per class). Gains
+are B − A in top-1 points, sorted from the largest gain to the largest loss; classes without videos in either run
+come last with no gain.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
-from cpnet.reports.plotting import pyplot
+from cpnet.reports.plotting import pyplot, save_png
 from cpnet.reports.tables import markdown_table
-
-EVAL_FILE = "eval.json"
-
-
-def find_eval(path: str | Path, report: str | None = None) -> Path:
-    """The ``eval.json`` of an evaluation folder, or of the one evaluation inside a run folder.
-
-    ``path`` may be the file itself, a folder holding it, or a run folder whose subfolders (``eval/``,
-    ``eval_<split>_<protocol>/``) hold it; ``report`` names the subfolder when there are several.
-    """
-    path = Path(path)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError(f"run or evaluation folder not found: {path}")
-    if report is not None:
-        target = path / report / EVAL_FILE
-        if not target.is_file():
-            raise FileNotFoundError(f"no {EVAL_FILE} in {path / report}")
-        return target
-    if (path / EVAL_FILE).is_file():
-        return path / EVAL_FILE
-    found = sorted(p for p in path.glob(f"*/{EVAL_FILE}"))
-    if not found:
-        raise FileNotFoundError(f"no {EVAL_FILE} in {path} or its subfolders: run `cpnet eval --run {path}` first")
-    if len(found) > 1:
-        names = ", ".join(p.parent.name for p in found)
-        raise ValueError(f"{path} holds several evaluations ({names}); choose one with --report NAME")
-    return found[0]
-
-
-def load_eval(path: str | Path, report: str | None = None) -> dict:
-    """``{"path", "model", "per_class": {name: top1 or None}, "videos": {name: count}, "mean_class_accuracy"}``."""
-    file = find_eval(path, report)
-    try:
-        summary = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{file} is not valid JSON: {e}") from None
-    per_class = summary.get("per_class_accuracy")
-    if not isinstance(per_class, dict) or not per_class:
-        raise ValueError(f"{file} has no per_class_accuracy (an unlabelled split cannot be compared)")
-    videos: dict[str, int] = {}
-    counts = file.parent / "per_class.csv"
-    if counts.is_file():
-        with open(counts, newline="") as f:
-            videos = {row["class_name"]: int(row["videos"]) for row in csv.DictReader(f)}
-    return {"path": str(file.parent), "model": summary.get("model", ""), "per_class": per_class, "videos": videos,
-            "mean_class_accuracy": summary.get("mean_class_accuracy")}
 
 
 def compare_rows(a: dict, b: dict) -> list[dict]:
@@ -117,6 +67,5 @@ def plot_gains(rows: list[dict], path: str | Path, label_a: str, label_b: str) -
     ax.set_ylabel(f"top-1 of {label_b} minus {label_a} (points)")
     ax.set_title(f"per-class gain of {label_b} over {label_a}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
     return Path(path)

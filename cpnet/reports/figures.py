@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cpnet.reports.plotting import pyplot
+from cpnet.reports.plotting import pyplot, save_png
 
 
 def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path) -> None:
@@ -24,8 +24,7 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path) ->
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
 
 
 def plot_per_class(results: dict[str, dict], path: Path) -> None:
@@ -44,5 +43,4 @@ def plot_per_class(results: dict[str, dict], path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.legend(ncol=len(results), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)

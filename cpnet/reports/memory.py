@@ -165,7 +165,7 @@ def _with_ratios(group: list[dict]) -> list[dict]:
 
 def plot_memory(rows: list[dict], path: str | Path) -> Path:
     """Grouped bars: peak MB (left) and forward + backward seconds (right) per block, one group per size."""
-    from cpnet.reports.plotting import pyplot
+    from cpnet.reports.plotting import pyplot, save_png
 
     plt = pyplot()
     sizes = list(dict.fromkeys((r["N"], r["T"], r["H"], r["W"], r["C"], r["device"]) for r in rows))
@@ -185,8 +185,7 @@ def plot_memory(rows: list[dict], path: str | Path) -> Path:
         ax.legend()
     fig.suptitle("one CP module vs one non-local block: forward + backward")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
     return Path(path)
 
 

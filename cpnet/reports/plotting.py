@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 
-__all__ = ["pyplot"]
+from cpnet.files import atomic_output
+
+__all__ = ["pyplot", "save_png"]
 
 
 def pyplot() -> ModuleType:
@@ -20,3 +23,14 @@ def pyplot() -> ModuleType:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_png(fig, path: str | Path, **options) -> Path:
+    """Write ``fig`` as a PNG at ``path`` through :func:`cpnet.files.atomic_output` (a reader never sees half a
+    figure; a symlink at ``path`` is replaced, never written through) and close it. ``options`` go to
+    ``savefig``."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", **options)
+    pyplot().close(fig)
+    return path

@@ -27,7 +27,7 @@ import torch.nn as nn
 from cpnet.models.cp import CPModule
 from cpnet.ops.knn import cross_frame_knn
 from cpnet.reports.cp_hooks import cp_modules, search_points
-from cpnet.reports.plotting import pyplot
+from cpnet.reports.plotting import pyplot, save_png
 from cpnet.reports.tables import median_seconds
 
 COMPONENTS = ("backbone", "knn", "pair_mlp", "cp_rest")
@@ -127,6 +127,5 @@ def plot_profile(rows: list[dict], path: str | Path, title: str = "") -> Path:
     ax.set_xlabel("share of inference time")
     ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2, fontsize=8)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path, dpi=100, bbox_inches="tight")
     return Path(path)

@@ -16,7 +16,7 @@ from statistics import median
 import torch
 
 from cpnet.models.registry import create_model
-from cpnet.reports.plotting import pyplot
+from cpnet.reports.plotting import pyplot, save_png
 
 
 def check_grid(size: int, frames: Sequence[int], batches: Sequence[int], repeats: int, warmup: int) -> None:
@@ -120,6 +120,5 @@ def plot_runtime(rows: list[dict], path: str | Path) -> Path:
         ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper center",
                   bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path, dpi=100, bbox_inches="tight")
     return Path(path)

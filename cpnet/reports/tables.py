@@ -7,9 +7,12 @@ are written to CSV with :func:`format_value` (6 significant digits), the precisi
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from cpnet.files import atomic_write_text
 
 
 def format_value(value: object) -> str:
@@ -30,16 +33,15 @@ def columns_of(rows: Sequence[dict]) -> list[str]:
 
 
 def write_csv(rows: Sequence[dict], path: str | Path, columns: Sequence[str] | None = None) -> Path:
-    """Write ``rows`` with a header line; missing keys give empty cells."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``rows`` with a header line (missing keys give empty cells), whole or not at all
+    (:func:`cpnet.files.atomic_write_text`: a symlink at ``path`` is replaced, never written through)."""
     cols = list(columns or columns_of(rows))
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(cols)
-        for row in rows:
-            writer.writerow([format_value(row.get(col)) for col in cols])
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(cols)
+    for row in rows:
+        writer.writerow([format_value(row.get(col)) for col in cols])
+    return atomic_write_text(path, text.getvalue())
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:

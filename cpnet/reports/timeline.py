@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cpnet.reports.plotting import pyplot
+from cpnet.reports.plotting import pyplot, save_png
 
 
 def plot_timeline(times: Sequence[float], series: Mapping[str, Sequence[float]], path: str | Path,
@@ -33,6 +33,5 @@ def plot_timeline(times: Sequence[float], series: Mapping[str, Sequence[float]],
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
     return path

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from cpnet.reports.cp_hooks import CPCapture
-from cpnet.reports.plotting import pyplot
+from cpnet.reports.plotting import pyplot, save_png
 
 
 @dataclass
@@ -152,6 +152,5 @@ def plot_correspondences(frames: np.ndarray, rows: list[dict], grid: tuple[int, 
             "value > 0 after the ReLU); a channel ≤ 0 at every proposal counts for none")
     fig.text(0.5, 0.01, textwrap.fill(note, int(fig_width * 17)), ha="center", va="bottom", fontsize=6)
     fig.tight_layout(rect=(0, 0.3 / fig_height, 1, 1))  # keep 0.3 in for the note
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     return Path(path)

@@ -12,8 +12,9 @@ import yaml
 from cpnet.cli import main
 from cpnet.data.synthetic import CLASS_NAMES, write_jester
 from cpnet.engine.checkpoint import load_checkpoint
+from tests.helpers import ROOT
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "released_r34_w8"
+FIXTURE = ROOT / "tests" / "fixtures" / "released_r34_w8"
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,18 @@ def test_eval_export_and_visualize_accept_a_converted_checkpoint(converted, tmp_
     assert main(["visualize", "--checkpoint", str(converted), "--input", str(clip), "--out", str(tmp_path / "vis"),
                  "--num-points", "1"]) == 0
     assert (tmp_path / "vis" / "correspondences.csv").exists()
+
+
+@pytest.mark.robustness
+@pytest.mark.parametrize("victim", ["model.ckpt.index", "model.ckpt.data-00000-of-00001", "labels.csv"])
+def test_convert_never_writes_over_its_own_input_even_with_force(tmp_path, capsys, victim):
+    """Issue 24 #13: `convert tf --out <its own .index> --force` replaced the TF input."""
+    import shutil
+
+    folder = Path(shutil.copytree(FIXTURE, tmp_path / "tf"))
+    (folder / "labels.csv").write_text("\n".join(f"Gesture {i}" for i in range(5)) + "\n")
+    before = (folder / victim).read_bytes()
+    code = main(["convert", "tf", "--checkpoint", str(folder / "model.ckpt"), "--model", "cpnet_r34_released_112",
+                 "--labels", str(folder / "labels.csv"), "--out", str(folder / victim), "--force"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is the input" in err and (folder / victim).read_bytes() == before

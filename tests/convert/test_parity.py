@@ -28,8 +28,9 @@ import cpnet.models.cp as cp_module
 from cpnet.convert import read_tf_checkpoint
 from cpnet.convert.released import released_state_dict
 from cpnet.models.registry import create_model
+from tests.helpers import ROOT
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "released_r34_w8"
+FIXTURE = ROOT / "tests" / "fixtures" / "released_r34_w8"
 TOLERANCE = 1e-4
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 

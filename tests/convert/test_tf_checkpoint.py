@@ -10,8 +10,9 @@ import pytest
 from cpnet.convert import list_tf_variables, read_tf_checkpoint, resolve_tf_prefix
 from cpnet.convert.crc32c import crc32c, mask_crc32c
 from cpnet.convert.tf_checkpoint import _read_index, _table
+from tests.helpers import ROOT
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf_checkpoint"
+FIXTURES = ROOT / "tests" / "fixtures" / "tf_checkpoint"
 PREFIXES = {"train": "model.ckpt-2", "sharded": "model.ckpt", "exotic": "model.ckpt", "partitioned": "model.ckpt"}
 
 

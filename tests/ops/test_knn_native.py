@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ import torch
 import cpnet.ops.knn as knn
 from cpnet.ops import native
 from cpnet.ops.knn import cross_frame_knn, cross_frame_knn_dense
+from tests.helpers import ROOT
 from tests.ops.native_helpers import NEEDS_CC
 
 pytestmark = NEEDS_CC
@@ -146,7 +146,7 @@ print(json.dumps({"error": error, "status": status}))
 
 def test_k_zero_is_refused_in_python_and_in_c() -> None:
     # In a subprocess: unchecked, k = 0 made the C code write before its lists and crash the process (rc 139).
-    root = Path(__file__).resolve().parents[2]
+    root = ROOT
     done = subprocess.run([sys.executable, "-c", K_ZERO], cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from cpnet.app.runfolder import load_eval, write_eval_report
 from cpnet.cli import main
-from cpnet.engine.evaluation import ViewLogits, summarize, write_eval_outputs
-from cpnet.reports.compare import compare_rows, load_eval
+from cpnet.engine.evaluation import ViewLogits, summarize
+from cpnet.reports.compare import compare_rows
 from cpnet.reports.tables import read_csv
 
 CLASSES = ["slide_left", "slide_right", "static", "grow"]
@@ -27,7 +28,7 @@ def fabricate_run(run_dir, correct: list[int], per_class: int = 4, report: str =
     views = ViewLogits(logits, labels, index, np.zeros_like(index))
     result = summarize(views, len(labels), CLASSES)
     result.summary = {"model": run_dir.name} | result.summary
-    write_eval_outputs(run_dir / report, result, views, [f"v{i}" for i in index], CLASSES)
+    write_eval_report(run_dir / report, result, views, [f"v{i}" for i in index], CLASSES)
     return run_dir
 
 

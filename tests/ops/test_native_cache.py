@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 
 from cpnet.ops import native
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 OTHER_UID = 12345  # a user that is not us
 AS_ROOT = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                              reason="planting another user's files needs root")
-pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no cc for the native kNN selection")
+pytestmark = [pytest.mark.skipif(shutil.which("cc") is None, reason="no cc for the native kNN selection"),
+              pytest.mark.robustness]  # an attack: `pytest -m robustness`
 
 PLANTED_C = r"""
 #include <stdio.h>
@@ -39,6 +40,7 @@ int cpnet_knn_abi_version(void) { return -1; }
 
 PROBE = """
 import json, warnings
+from tests.helpers import ROOT
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
     from cpnet.ops import native

@@ -18,9 +18,9 @@ from cpnet.app.config import config_to_dict, load_config
 from cpnet.cli import main
 from cpnet.data.synthetic import write_jester
 from cpnet.engine.optim import bn_momentum_schedule, set_bn_momentum
-from tests.robustness.conftest import SYNTHETIC, tiny_config, write_config
+from tests.helpers import ROOT, SYNTHETIC, tiny_config, write_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = ROOT / "configs"
 REAL = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "synthetic")
 
 

@@ -124,7 +124,7 @@ def test_training_flushes_denormals_and_restores_after(tmp_path, config_file, mo
     """train.flush_denormal (default on): denormal floats are zero inside the run, and ordinary again after."""
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush denormals")
-    import cpnet.app.runs as runs
+    import cpnet.app.train as runs
 
     seen = []
     real_fit = runs.fit
@@ -145,8 +145,8 @@ def test_training_flushes_denormals_and_restores_after(tmp_path, config_file, mo
 def test_channels_last_trains_and_evaluates_in_that_layout(tmp_path, config_file, monkeypatch):
     """train.channels_last: the model trains and is reloaded with channels-last weights (so its activations are
     channels-last too), and computes what the plain layout computes."""
-    import cpnet.app.runs as runs
-    from cpnet.app.runs import load_trained
+    import cpnet.app.train as runs
+    from cpnet.app.trained import load_trained
 
     layouts = []
     real_fit = runs.fit

@@ -2,7 +2,6 @@
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -10,8 +9,9 @@ from cpnet.app.config import load_config
 from cpnet.app.demo import FULL, MODELS, demo_config, format_table, run_demo
 from cpnet.cli import main
 from cpnet.data.synthetic import MANIFEST
+from tests.helpers import ROOT
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
+CONFIGS = ROOT / "configs" / "synthetic"
 
 
 def test_demo_quick_runs_end_to_end(tmp_path, capsys):

@@ -26,7 +26,9 @@ from cpnet.data.dataset import ClipDataset
 from cpnet.data.records import DatasetSplit, MediaError, VideoRecord
 from cpnet.data.video import count_frames, probe, read_clip
 from tests.data.media import indexed_frames, write_frame_folder, write_jester_tree, write_kinetics_tree, write_video
-from tests.robustness.test_media import assert_rejected
+from tests.data.test_media_robustness import assert_rejected
+
+pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
 
 TIMEOUT = 20.0  # seconds; a hang is reported as a failure instead of stalling the suite
 

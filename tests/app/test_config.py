@@ -1,6 +1,5 @@
 """Config schema: YAML load, --set overrides, typo suggestions, type and range checks, round trip."""
 
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,8 +14,9 @@ from cpnet.app.config import (
     save_config,
     valid_keys,
 )
+from tests.helpers import ROOT
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 def test_defaults_are_valid_and_documented_keys_exist():

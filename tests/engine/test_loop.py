@@ -13,19 +13,23 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from cpnet.app.runfolder import BEST, LAST, RunFolder
+from cpnet.app.train import fit_in
 from cpnet.engine import (
-    BEST,
-    LAST,
     LRSchedule,
     NonFiniteLossError,
     TrainOptions,
     atomic_save,
     build_optimizer,
     check_compatible,
-    fit,
     load_checkpoint,
     parameter_groups,
 )
+
+
+def fit(model, opt, sched, train, val, *, out_dir, resume=False, **kw):
+    """The engine's fit keeping each epoch in the run folder ``out_dir``, as ``cpnet train`` does."""
+    return fit_in(RunFolder(out_dir), model, opt, sched, train, val, resume=resume, **kw)
 
 
 class ToyClips(Dataset):
@@ -164,13 +168,14 @@ def test_resumed_run_ends_with_exactly_the_uninterrupted_parameters(tmp_path):
     class Crash(Exception):
         pass
 
-    def crash_after_first(record):
-        if record["epoch"] == 1:
+    def crash_after_first(line):  # the epoch line is logged once the epoch is kept
+        if line.startswith("epoch 1/"):
             raise Crash
 
     model, opt, sched, train, val, kw = make_run(tmp_path, name="cut")
+    kw["log"] = crash_after_first
     with pytest.raises(Crash):
-        fit(model, opt, sched, train, val, on_epoch_end=crash_after_first, **kw)
+        fit(model, opt, sched, train, val, **kw)
     torch.manual_seed(123)  # a fresh process would have other RNG states: resume must restore them
     model, opt, sched, train, val, kw = make_run(tmp_path, name="cut")
     torch.randn(100)

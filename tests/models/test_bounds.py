@@ -12,6 +12,8 @@ import pytest
 from cpnet.models import MAX_PARAMS, create_model, list_models, max_params, presets
 from cpnet.models.bounds import MAX_BLOCKS, PARAMS_ENV, params_on_meta
 
+pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
+
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -13,6 +13,8 @@ from cpnet.data.commands import check_dataset
 from cpnet.data.records import EmptySplitError
 from tests.data.media import indexed_frames, write_frame_folder, write_video
 
+pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
+
 SSV2_VAL = "something-something-v2-validation.json"
 
 

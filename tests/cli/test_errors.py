@@ -5,14 +5,15 @@ traceback. The case list is checked against the parser, so a new subcommand with
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import pytest
 
 from cpnet.cli import build_parser, main
-from tests.robustness.conftest import tiny_config, write_config
+from tests.helpers import ROOT, tiny_config, write_config
 
-TF_CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "tf_checkpoint" / "train" / "model.ckpt-2"
+pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
+
+TF_CHECKPOINT = ROOT / "tests" / "fixtures" / "tf_checkpoint" / "train" / "model.ckpt-2"
 TINY_OPTIONS = ["--option", "width=4", "--option", "layers=[1,1,1,1]", "--size", "16", "--frames", "2", "--batch",
                 "1", "--repeats", "1"]
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cpnet.app.predict import predict_file
-from cpnet.app.runs import load_trained
+from cpnet.app.trained import load_trained
 from cpnet.cli import main
 from cpnet.data.stream import StreamReader
 from cpnet.data.synthetic import CLASS_NAMES
@@ -20,7 +20,6 @@ from cpnet.data.transforms import eval_transform, view_transform
 from cpnet.data.video import read_clip
 from cpnet.data.views import view_protocol
 from tests.data.media import indexed_frames, write_video
-from tests.robustness.conftest import synthetic_root, trained_run  # noqa: F401 (fixtures reused here)
 
 FPS = 12
 NUM_FRAMES = 48  # 4 s at 12 fps
@@ -241,3 +240,17 @@ def test_a_frame_folder_timeline_plays_at_fps(capsys, checkpoint, synthetic_root
                      str(tmp_path), "--device", "cpu")
     assert timeline["fps"] == 4 and timeline["num_frames"] == 4 and timeline["duration_s"] == 1
     assert [(w["start_s"], w["end_s"]) for w in timeline["windows"]] == [(0, 0.5), (0.5, 1.0)]
+
+
+@pytest.mark.robustness
+def test_a_dangling_timeline_symlink_is_refused_and_never_written_through(capsys, video, checkpoint, tmp_path):
+    """Issue 24 #12: timeline.csv as a dangling symlink in --out skipped the 'exists' check and was written
+    through the link."""
+    out, target = tmp_path / "timeline", tmp_path / "elsewhere.csv"
+    out.mkdir()
+    (out / "timeline.csv").symlink_to(target)
+    argv = [video, "--checkpoint", checkpoint, "--window", "2", "--out", str(out), "--device", "cpu"]
+    code, _, err = _predict(capsys, *argv)
+    assert code == 2 and "timeline.csv already exists" in err and not target.exists()
+    assert _predict(capsys, *argv, "--force")[0] == 0
+    assert not target.exists() and not (out / "timeline.csv").is_symlink()  # the link replaced, not followed

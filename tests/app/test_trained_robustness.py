@@ -12,10 +12,12 @@ import torch
 import yaml
 
 from cpnet.app.config import load_config
-from cpnet.app.runs import load_trained
+from cpnet.app.trained import load_trained
 from cpnet.cli import main
 from cpnet.models import create_model
-from tests.robustness.conftest import write_config
+from tests.helpers import write_config
+
+pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
 
 TINY = {"width": 4, "layers": (1, 1, 1, 1), "stem_stride": 1, "dropout": 0.0}
 

@@ -18,7 +18,8 @@ from cpnet import export
 from cpnet.cli import main
 from tests.test_export import FRAMES, SIZE, needs_onnx, small_model, write_checkpoint
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated"),
+              pytest.mark.robustness]  # an attack: `pytest -m robustness`
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

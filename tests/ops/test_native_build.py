@@ -14,7 +14,8 @@ import pytest
 
 from cpnet.ops import native
 
-pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no cc for the native kNN selection")
+pytestmark = [pytest.mark.skipif(shutil.which("cc") is None, reason="no cc for the native kNN selection"),
+              pytest.mark.robustness]  # an attack or a failure injected: `pytest -m robustness`
 
 
 def _script(path: Path, body: str) -> Path:

@@ -15,6 +15,8 @@ from cpnet.data.records import DatasetSplit, MediaError, VideoRecord
 from cpnet.data.video import count_frames, probe, read_clip
 from tests.data.media import frame_index_of, indexed_frames, write_frame_folder, write_video
 
+pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
+
 
 def _dataset(path: Path, good: Path, skip_bad: bool) -> ClipDataset:
     """A two-video split, the bad one first; frame counts unknown, so the reader has to open every file."""

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from cpnet.cli import main
-from tests.robustness.conftest import tiny_config, write_config
+from tests.helpers import ROOT, tiny_config, write_config
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
+
 
 
 def _train(config: Path, out: Path, *extra: str) -> int:

@@ -10,11 +10,12 @@ import torch.nn as nn
 
 import cpnet
 from cpnet.app.config import Config, config_to_dict
-from cpnet.app.runs import load_trained
+from cpnet.app.runfolder import LAST
+from cpnet.app.trained import load_trained
 from cpnet.cli import main
-from cpnet.engine import LAST, atomic_save, fit, load_checkpoint
+from cpnet.engine import atomic_save, load_checkpoint
 from cpnet.engine.checkpoint import check_plain, load_model_state, make_checkpoint
-from tests.test_engine import make_run
+from tests.engine.test_loop import fit, make_run
 
 TINY = {"width": 4, "layers": [1, 1, 1, 1], "stem_stride": 1}
 
@@ -128,3 +129,33 @@ def test_state_dict_of_a_ddp_wrapper_is_named():
     prefixed = {f"module.{k}": v for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match="'module.': a DDP wrapper's state dict.*missing: 0.weight, 0.bias"):
         load_model_state(model, prefixed, "wrapped.pt")
+
+
+@pytest.mark.robustness
+def test_a_write_that_fails_mid_checkpoint_raises_the_oserror_naming_the_file(tmp_path):
+    """Issue 24 #10: a full disk during torch.save surfaced as torch's RuntimeError ('unexpected pos') with a
+    traceback. A real failed write (a file-size limit, in a subprocess) now raises the OSError naming the
+    checkpoint, and the previous checkpoint stays whole."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import errno, resource, signal, torch
+        from cpnet.engine.checkpoint import atomic_save
+        path = {str(tmp_path / "ckpt.pt")!r}
+        atomic_save({{"epoch": 1}}, path)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write instead of a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        try:
+            atomic_save({{"epoch": 2, "w": torch.zeros(100_000)}}, path)
+        except OSError as e:
+            print("OSError", e.errno in (errno.EFBIG, errno.ENOSPC), e.filename)
+        except RuntimeError as e:
+            print("RuntimeError", e)
+        """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["OSError", "True", str(tmp_path / "ckpt.pt")]
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,14 +20,15 @@ import torch.nn as nn
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from cpnet.app.runs import load_trained
+from cpnet.app.runfolder import LAST
+from cpnet.app.trained import load_trained
 from cpnet.cli import main
 from cpnet.engine import distributed
-from cpnet.engine.checkpoint import LAST, load_checkpoint, load_model_state, make_checkpoint
+from cpnet.engine.checkpoint import load_checkpoint, load_model_state, make_checkpoint
 from cpnet.engine.distributed import ShardBatchSampler, launch_env
 from cpnet.engine.optim import linear_scaled_lr
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # seconds for one torchrun launch; a hang fails instead of blocking the suite
 TINY = {
     "name": "tiny_ddp",

@@ -1,0 +1,135 @@
+"""``cpnet bench runtime|memory|profile``: the supplement's run-time curves, CP-vs-non-local memory, and where a
+model's inference time goes. Each writes a CSV and a PNG into its output folder and returns its rows, a text table,
+the files and one-line notes (the ratios); the CLI prints them or the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cpnet.app.config import parse_override
+from cpnet.device import resolve_device
+from cpnet.reports.tables import text_table, write_csv
+
+
+@dataclass
+class BenchResult:
+    """A benchmark's rows, its table, the files written and the notes to print under the table."""
+
+    rows: list[dict]
+    table: str
+    files: list[Path]
+    notes: list[str] = field(default_factory=list)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def output_folder(path: str | Path) -> Path:
+    """Create ``--out`` up front: one that cannot be created (under a file, no permission) fails before the
+    benchmark runs rather than after it, and with nothing but the error printed."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; expected a folder for the CSV and PNG")
+    out.mkdir(parents=True, exist_ok=True)  # NotADirectoryError / PermissionError name the path
+    return out
+
+
+def _setup(device: str, threads: int | None, out: str | Path) -> torch.device:
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    where = resolve_device(device, "--device")
+    output_folder(out)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return where
+
+
+def _overrides(options: list[str]) -> dict:
+    return dict(parse_override(text) for text in options)
+
+
+def bench_runtime(model: str, *, size: int, frames: list[int], batch: list[int], baseline: str | None = None,
+                  options: list[str] = (), num_classes: int = 400, repeats: int = 5, device: str = "auto",
+                  threads: int | None = None, out: str | Path = "bench") -> BenchResult:
+    """Inference time per batch and videos/s of ``model`` (and ``baseline``) over the frames x batch grid."""
+    from cpnet.reports.runtime import plot_runtime, runtime_rows
+
+    where = _setup(device, threads, out)
+    rows = runtime_rows(model, size, frames, batch, baseline=baseline, overrides=_overrides(list(options)),
+                        device=where, repeats=repeats, num_classes=num_classes, log=_log)
+    out = Path(out)
+    files = [write_csv(rows, out / "runtime.csv"), plot_runtime(rows, out / "runtime.png")]
+    cols = ["model", "frames", "batch", "seconds", "videos_per_s"] + (["vs_baseline"] if baseline else [])
+    table = text_table(rows, cols, {"seconds": ".4f", "videos_per_s": ".2f", "vs_baseline": ".2f"})
+    notes = [f"{model} / {baseline} at {size}², {r['frames']} frames, batch {r['batch']}: "
+             f"{r['vs_baseline']:.2f}x" for r in rows if "vs_baseline" in r]
+    return BenchResult(rows, table, files, notes)
+
+
+def bench_memory(sizes: list[str] | None = None, *, k: int = 8, blocks: list[str] | None = None, repeats: int = 3,
+                 device: str = "auto", threads: int | None = None, out: str | Path = "bench") -> BenchResult:
+    """Forward+backward peak memory and time of one CP module against one non-local block at each size
+    (``N,T,H,W,C``); ``device`` auto measures the CPU, and CUDA too when present."""
+    from cpnet.reports.memory import DEFAULT_BLOCKS, REFERENCES, SIZES, memory_rows, plot_memory
+
+    _setup(device, threads, out)
+    if device == "auto":  # the CPU always, and the GPU too when there is one
+        devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+    else:
+        devices = (resolve_device(device, "--device").type,)
+    shapes = SIZES
+    if sizes:
+        try:
+            shapes = tuple(tuple(int(v) for v in s.split(",")) for s in sizes)
+        except ValueError:
+            raise ValueError(f"--sizes: expected N,T,H,W,C integers, got {sizes}") from None
+        bad = [s for s in shapes if len(s) != 5]
+        if bad:
+            raise ValueError(f"--sizes: each size needs 5 values N,T,H,W,C, got {bad}")
+    rows = memory_rows(shapes, tuple(blocks or DEFAULT_BLOCKS), k=k, devices=devices, repeats=repeats,
+                       threads=threads, log=_log)
+    out = Path(out)
+    files = [write_csv(rows, out / "memory.csv"), plot_memory(rows, out / "memory.png")]
+    ratios = [c for c in ("mem_vs_nl", "time_vs_nl", "mem_vs_nl_full", "time_vs_nl_full") if any(c in r for r in rows)]
+    cols = ["block", "device", "N", "T", "H", "W", "C", "k", "peak_mb", "seconds", *ratios]
+    table = text_table(rows, cols, {"peak_mb": ".1f", "seconds": ".3f", **{c: ".3f" for c in ratios}})
+    notes = [f"{r['block']} / {ref} at N={r['N']} T={r['T']} {r['H']}x{r['W']} C={r['C']} ({r['device']}): memory "
+             f"{_fraction(r[f'mem_vs_{ref}'], ref)}, time {r[f'time_vs_{ref}']:.2f}x"
+             for r in rows if not r["block"].startswith("nl") for ref in REFERENCES if r.get(f"time_vs_{ref}")]
+    return BenchResult(rows, table, files, notes)
+
+
+def _fraction(ratio: float | None, ref: str) -> str:
+    if ratio is None:
+        return f"n/a (no growth measured for {ref})"
+    return f"1/{1 / ratio:.1f}" if ratio > 0 else "0 (no growth measured)"
+
+
+def bench_profile(model: str, *, size: int, frames: int = 8, batch: int = 1, options: list[str] = (),
+                  num_classes: int = 400, repeats: int = 5, device: str = "auto", threads: int | None = None,
+                  out: str | Path = "bench") -> BenchResult:
+    """The share of ``model``'s inference time in the backbone, the kNN, the pair MLP and the rest."""
+    from cpnet.models.registry import create_model
+    from cpnet.reports.profile import plot_profile, profile_model
+    from cpnet.reports.runtime import check_grid
+
+    where = _setup(device, threads, out)
+    check_grid(size, [frames], [batch], repeats, 1)
+    torch.manual_seed(0)
+    net = create_model(model, num_classes=num_classes, **_overrides(list(options))).to(where)
+    clip = torch.randn(batch, 3, frames, size, size).to(where)  # (N, 3, T, H, W)
+    rows = profile_model(net, clip, repeats=repeats)
+    for r in rows:
+        r |= {"model": model, "size": size, "frames": frames, "batch": batch, "device": where.type,
+              "threads": torch.get_num_threads()}
+    out = Path(out)
+    title = f"{model}, {batch}x{frames}x{size}², {where.type}"
+    files = [write_csv(rows, out / "profile.csv"), plot_profile(rows, out / "profile.png", title)]
+    table = text_table(rows, ["component", "seconds", "share"], {"seconds": ".4f", "share": ".3f"})
+    return BenchResult(rows, table, files)
