@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import av
 from tqdm import tqdm
 
 from cpnet.data.generic import load_folder
 from cpnet.data.layout import SPLITS
+from cpnet.data.pyav import av  # imported on first use: cpnet runs without PyAV until a video is opened
 from cpnet.data.records import MediaError
 from cpnet.data.video import (  # the reader's checks, shared
     VIDEO_EXTENSIONS,

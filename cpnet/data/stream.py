@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 
 from cpnet.data.frames import check_frame_size, media_kind
+from cpnet.data.pyav import av  # imported on first use: cpnet runs without PyAV until a video is opened
 from cpnet.data.records import MediaError
 from cpnet.data.video import count_frames
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import av
 import numpy as np
 from torch.utils.data import get_worker_info
 
 from cpnet.data import frames as _frames
+from cpnet.data.pyav import av  # imported on first use: cpnet runs without PyAV until a video is opened
 from cpnet.data.records import MediaError
 
 __all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "announced_frames", "check_decoded", "count_frames",
