@@ -13,6 +13,9 @@ import sys
 
 from cpnet.errors import UserError, one_line
 
+# Packages imported only by the steps that need them; a missing one is a user's install, reported in one line.
+OPTIONAL_PACKAGES = ("av", "onnx", "onnxruntime", "safetensors", "tensorboard")
+
 # Subcommand modules, in the order `cpnet --help` lists them.
 SUBCOMMANDS = ["demo", "models", "data", "train", "eval", "predict", "bench", "compare", "visualize", "export",
                "convert"]
@@ -41,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError) as e:
+        print(f"cpnet {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # a package a step needs (PyAV to open a video, onnx to export): one line naming it
+        if (e.name or "").split(".")[0] not in OPTIONAL_PACKAGES:
+            raise  # a broken install of cpnet itself: the traceback is what a maintainer needs
         print(f"cpnet {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`

@@ -19,8 +19,8 @@ def load() -> ModuleType:
     try:
         return importlib.import_module("av")
     except ImportError as e:
-        raise ImportError(f"reading or writing video files needs PyAV (pip install av), which did not import: {e}") \
-            from e
+        raise ImportError(f"reading or writing video files needs PyAV (pip install av), which did not import: {e}",
+                          name="av") from e
 
 
 class _Deferred:

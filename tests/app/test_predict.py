@@ -123,7 +123,7 @@ def test_device_cuda_without_a_gpu_is_a_one_line_error(capsys, video, checkpoint
     assert code == 2 and "--device=cuda" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_device_cuda_matches_cpu(capsys, video, checkpoint):
     on_cpu = _json(capsys, video, "--checkpoint", checkpoint, "--device", "cpu", "--views", "kinetics")
     on_gpu = _json(capsys, video, "--checkpoint", checkpoint, "--device", "cuda", "--views", "kinetics")
@@ -254,3 +254,9 @@ def test_a_dangling_timeline_symlink_is_refused_and_never_written_through(capsys
     assert code == 2 and "timeline.csv already exists" in err and not target.exists()
     assert _predict(capsys, *argv, "--force")[0] == 0
     assert not target.exists() and not (out / "timeline.csv").is_symlink()  # the link replaced, not followed
+
+
+def test_a_video_given_as_the_checkpoint_is_named_without_torchs_unsafe_advice(capsys, video):
+    """Issue 23.7: `predict --checkpoint video.mp4` relayed torch's advice to load with weights_only=False."""
+    code, _, err = _predict(capsys, video, "--checkpoint", video)
+    assert code == 2 and "not a PyTorch file at all" in err and "weights_only" not in err

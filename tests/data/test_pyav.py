@@ -49,3 +49,18 @@ def test_the_deferred_module_is_pyav_once_imported() -> None:
     import av
 
     assert pyav.av.open is av.open and pyav.av.FFmpegError is av.FFmpegError
+
+
+def test_the_cli_says_in_one_line_that_a_video_needs_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    from cpnet.cli import main
+
+    monkeypatch.setitem(sys.modules, "av", None)
+    video = tmp_path / "src" / "clip.mp4"
+    video.parent.mkdir()
+    video.write_bytes(b"\0" * 64)
+    code = main(["data", "prepare", "frames", "--src", str(video.parent), "--out", str(tmp_path / "out")])
+    assert code in (1, 2)
+    err = capsys.readouterr()
+    text = err.err + err.out
+    assert "needs PyAV (pip install av)" in text and "Traceback" not in text
