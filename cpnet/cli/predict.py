@@ -56,10 +56,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     if done.kind == "file":
+        print(_header(result))
         for rank, c in enumerate(result["top"], 1):
             print(f"{rank}. {c['class']}  {100 * c['probability']:.1f}%")
-        print(_throughput(result), file=sys.stderr)  # stdout stays the ranked list
+        print(_throughput(result), file=sys.stderr)  # stdout stays the header and the ranked list
     elif done.kind == "timeline":
+        print(_header(result))
         for w in result["windows"]:
             best = w["top"][0]
             print(f"{w['start_s']:8.2f}-{w['end_s']:.2f}s  {best['class']}  {100 * best['probability']:.1f}%")
@@ -87,6 +89,13 @@ def _live_printer(as_json: bool, refresh: bool) -> Callable[[dict], None]:
         else:
             print(line, flush=True)
     return emit
+
+
+def _header(result: dict) -> str:
+    """What the lines below are about: the video, the model and checkpoint, the views."""
+    views = result["views"]
+    return (f"{result['source']}: {result['model']} ({result['checkpoint']}), {views['protocol']} views "
+            f"({views['per_prediction']} per prediction)")
 
 
 def _throughput(result: dict) -> str:

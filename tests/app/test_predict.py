@@ -69,10 +69,11 @@ def test_text_output_ranks_topk_classes_and_top_still_works(capsys, video, check
     for option, k in (("--topk", 3), ("--top", 2)):
         code, out, err = _predict(capsys, video, "--checkpoint", checkpoint, option, str(k), "--device", "cpu")
         assert code == 0
-        lines = out.strip().splitlines()
+        header, *lines = out.strip().splitlines()
+        assert header.startswith(f"{video}: ") and "single views" in header  # which video the list is about
         assert [line.split()[0] for line in lines] == [f"{i}." for i in range(1, k + 1)]
         assert {line.split()[1] for line in lines} <= set(CLASS_NAMES)
-        assert "clips/s on cpu" in err  # throughput on stderr: stdout stays the ranked list
+        assert "clips/s on cpu" in err  # throughput on stderr: stdout stays the header and the ranked list
 
 
 def test_json_states_classes_model_checkpoint_views_and_throughput(capsys, video, checkpoint):
