@@ -14,6 +14,8 @@ one. :func:`time_windows` and :func:`window_frames` turn a window length and str
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,18 +26,48 @@ import numpy as np
 
 from cpnet.data.frames import check_frame_size, media_kind
 from cpnet.data.records import MediaError
-from cpnet.data.video import count_frames
+from cpnet.data.video import count_frames, decode_error, limit_decoder
 
-__all__ = ["FrameRing", "MediaTiming", "StreamReader", "input_format", "is_live_source", "media_timing",
-           "time_windows", "window_frames"]
+__all__ = ["FrameRing", "MediaTiming", "StreamReader", "check_local_source", "input_format", "is_device",
+           "is_live_source", "media_timing", "time_windows", "window_frames"]
 
-DEVICE_PREFIX = "/dev/"  # cameras and capture cards: opened by FFmpeg, never as a regular file
+DEVICE_PREFIX = "/dev/"  # where cameras and capture cards are: a character device there is opened by FFmpeg
 OPEN_TIMEOUT = 10.0  # seconds to wait for a network source to open or send data before giving up
 
 
+def is_device(source: str) -> bool:
+    """Whether ``source`` is a character device (a camera, a capture card), links followed."""
+    try:
+        return stat.S_ISCHR(os.stat(source).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def is_live_source(source: str) -> bool:
-    """Whether ``source`` names a device or a URL (``scheme://…``) rather than a file or folder on disk."""
-    return source.startswith(DEVICE_PREFIX) or ("://" in source and not source.startswith("file://"))
+    """Whether ``source`` names a device or a URL (``scheme://…``) rather than a file or folder on disk. Under
+    ``/dev/`` a character device is one, and so is a path not there (FFmpeg then says it cannot open it); anything
+    else there is not: a FIFO (``/dev/shm/x.mp4``) would block the reader forever, a regular file is a file."""
+    if source.startswith(DEVICE_PREFIX):
+        return is_device(source) or not os.path.lexists(source)
+    return "://" in source and not source.startswith("file://")
+
+
+def check_local_source(source: str) -> None:
+    """Refuse a local path that is neither a regular file nor a character device (MediaError naming it and what
+    it is): a FIFO, socket or block device would block the reader or never end. URLs and missing paths pass (FFmpeg
+    reports those)."""
+    if "://" in source and not source.startswith("file://"):
+        return
+    try:
+        mode = os.stat(source.removeprefix("file://")).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(mode) or stat.S_ISCHR(mode):
+        return
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISDIR, "a folder"))
+    what = next((name for test, name in kinds if test(mode)), "a special file")
+    raise MediaError(f"{source}: {what}, not a video file, camera device or URL; it is not read")
 
 
 def input_format(source: str) -> str | None:
@@ -61,6 +93,7 @@ class StreamReader:
             raise ValueError(f"fallback frame rate must be > 0, got {fallback_fps}")
         self.source = source
         self.closed = False
+        check_local_source(source)
         fmt = fmt or input_format(source)
         try:
             self.container = av.open(source, format=fmt, timeout=timeout)
@@ -70,6 +103,7 @@ class StreamReader:
             self.close()
             raise MediaError(f"{source}: no video stream")
         stream = self.container.streams.video[0]
+        limit_decoder(stream)
         self.fps = float(stream.average_rate or stream.guessed_rate or 0) or float(fallback_fps)
         self.frames_read = 0
 
@@ -88,7 +122,7 @@ class StreamReader:
                 yield stamp - first, frame.to_ndarray(format="rgb24")
         except av.FFmpegError as e:
             raise MediaError(f"{self.source}: decoding failed after {self.frames_read} frames "
-                             f"({_error_text(e)})") from None
+                             f"({decode_error(e)})") from None
 
     def close(self) -> None:
         """Close the container (again is a no-op)."""
