@@ -19,7 +19,7 @@ from cpnet.data.frames import IMAGE_EXTENSIONS, detect_pattern, read_frames
 from cpnet.data.records import DatasetSplit, MediaError
 from tests.data.media import indexed_frames, write_frame_folder
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # count: conftest
 LABELS = ["Swiping Left", "Thumb Up", "Doing other things"]
 TEMPLATES = ["Pushing [something] from left to right", "Holding [something]"]
 
