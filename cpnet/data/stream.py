@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import stat
+import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ __all__ = ["FrameRing", "MediaTiming", "StreamReader", "check_local_source", "in
 
 DEVICE_PREFIX = "/dev/"  # where cameras and capture cards are: a character device there is opened by FFmpeg
 OPEN_TIMEOUT = 10.0  # seconds to wait for a network source to open or send data before giving up
+_POLL = 0.1  # seconds between looks at Ctrl-C while waiting for the decoding thread's next frame
+_END = object()  # the decoding thread's last hand-over: the source ended
 
 
 def is_device(source: str) -> bool:
@@ -93,6 +97,9 @@ class StreamReader:
             raise ValueError(f"fallback frame rate must be > 0, got {fallback_fps}")
         self.source = source
         self.closed = False
+        self._stop, self._lock = threading.Event(), threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._worker_done, self._orphaned = True, False
         check_local_source(source)
         fmt = fmt or input_format(source)
         try:
@@ -109,7 +116,34 @@ class StreamReader:
 
     def frames(self) -> Iterator[tuple[float, np.ndarray]]:
         """Yield ``(seconds since the first frame, uint8 (H, W, 3) RGB)`` for every frame until the source ends.
-        A frame beyond the size limits of :mod:`cpnet.data.frames` or a decoding error raises MediaError."""
+        A frame beyond the size limits of :mod:`cpnet.data.frames` or a decoding error raises MediaError.
+
+        FFmpeg's reads run in a helper thread that hands the frames over one at a time: a stalled source blocks
+        inside FFmpeg until its read timeout, where no Ctrl-C is seen, while this thread waits in Python and takes
+        KeyboardInterrupt at once. Once the caller stops, the helper stops at its next frame (or timeout)."""
+        handoff: queue.Queue = queue.Queue(maxsize=2)
+        self._stop.clear()
+        worker = threading.Thread(target=self._decode_into, args=(handoff,), name="cpnet-stream", daemon=True)
+        with self._lock:
+            self._worker_done = False
+        worker.start()
+        self._worker = worker
+        try:
+            while True:
+                try:
+                    item = handoff.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+
+    def _decode(self) -> Iterator[tuple[float, np.ndarray]]:
+        """The frames as :meth:`frames` yields them, decoded in the calling thread."""
         stream = self.container.streams.video[0]
         first: float | None = None
         try:
@@ -124,11 +158,46 @@ class StreamReader:
             raise MediaError(f"{self.source}: decoding failed after {self.frames_read} frames "
                              f"({decode_error(e)})") from None
 
+    def _decode_into(self, handoff: queue.Queue) -> None:
+        """The helper thread of :meth:`frames`: decode into ``handoff`` (frames, then _END or the exception) until
+        the source ends or the caller stops; close the container itself when :meth:`close` left it open."""
+
+        def hand_over(item: object) -> bool:
+            while not self._stop.is_set():
+                try:
+                    handoff.put(item, timeout=_POLL)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for item in self._decode():
+                if not hand_over(item):
+                    return
+            hand_over(_END)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, which raises it
+            hand_over(e)
+        finally:
+            with self._lock:
+                self._worker_done = True
+                if self._orphaned:
+                    self.container.close()
+
     def close(self) -> None:
-        """Close the container (again is a no-op)."""
-        if not self.closed:
-            self.closed = True
-            self.container.close()
+        """Close the container (again is a no-op). A helper thread still waiting inside FFmpeg for a stalled
+        source is not waited for: it closes the container itself when FFmpeg returns (at the read timeout)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=0.5)
+        with self._lock:
+            if not self._worker_done:
+                self._orphaned = True
+                return
+        self.container.close()
 
     def __enter__(self) -> StreamReader:
         return self
