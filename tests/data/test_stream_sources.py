@@ -102,7 +102,8 @@ def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, li
         seen.append((width, height))
         check(where, width, height)
 
-    monkeypatch.setattr(frames_module, "check_frame_size", spy)
+    monkeypatch.setattr(frames_module, "check_frame_size", spy)  # what the file reader calls
+    monkeypatch.setattr("cpnet.data.stream.check_frame_size", spy)  # the stream reader's own import
     return path, seen
 
 
