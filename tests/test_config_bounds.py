@@ -93,3 +93,9 @@ def test_a_clip_beyond_the_pixel_bound_is_refused() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_is_within_the_bounds(path: Path) -> None:
     load_config(path)
+
+
+def test_a_checkpoint_config_error_names_the_file_given() -> None:
+    with pytest.raises(ValueError, match=r"^runs/x/checkpoint_best\.pt: config key 'data.size': expected a value "
+                                         r"<= 1,024, got 8000$"):
+        config_from_dict({"data": {"size": 8000}}, source="runs/x/checkpoint_best.pt")

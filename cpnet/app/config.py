@@ -270,16 +270,21 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def config_from_dict(data: dict | None) -> Config:
+def config_from_dict(data: dict | None, source: str | Path | None = None) -> Config:
     """Build and validate a :class:`Config` from nested mappings (missing keys keep their defaults). The mappings
-    may come from a file (a checkpoint's config): they are walked within
+    may come from a file (a checkpoint's config; ``source`` names it in every error): they are walked within
     :data:`~cpnet.app.config_bounds.CONFIG_BOUNDS` before anything in them is used or formatted."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ValueError(f"a config must be a mapping of sections, got {type(data).__name__}")
-    check_nested(data, "the config", CONFIG_BOUNDS)
-    return validate(_from_dict(Config, data))
+    try:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ValueError(f"a config must be a mapping of sections, got {type(data).__name__}")
+        check_nested(data, "the config", CONFIG_BOUNDS)
+        return validate(_from_dict(Config, data))
+    except ValueError as e:
+        if source is None:
+            raise
+        raise ValueError(f"{source}: {e}") from None
 
 
 def config_to_dict(cfg: Config) -> dict:
