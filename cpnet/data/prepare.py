@@ -18,6 +18,7 @@ others go on.
 
 from __future__ import annotations
 
+import errno
 import math
 import multiprocessing
 import os
@@ -48,6 +49,7 @@ CODECS = ("libx264", "mpeg4")  # in order of preference
 # libx264: constant quality (CRF 20 is visually close at these sizes). mpeg4 has no CRF: a fixed quantizer instead.
 CODEC_OPTIONS = {"libx264": {"crf": "20", "preset": "fast"}, "mpeg4": {"qmin": "4", "qmax": "4"}}
 JPEG_QUALITY = 90
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk or quota: no source is to blame
 ID_SEPARATOR = "__"  # flat frame-folder ids: 'train/abseiling/x.mp4' -> 'train__abseiling__x'
 _PARTIAL, _OLD = "cpnet-partial", "cpnet-old"
 
@@ -135,9 +137,14 @@ def find_videos(src: Path) -> list[Path]:
 
 def frame_folder_id(rel: Path, keep_tree: bool = False) -> str:
     """The frame folder of a source: its relative path without extension, folders joined by ``ID_SEPARATOR``
-    ('train/abseiling/x.mp4' -> 'train__abseiling__x'), or kept as folders with ``keep_tree``."""
+    ('train/abseiling/x.mp4' -> 'train__abseiling__x'), or kept as folders with ``keep_tree``. A name that would
+    leave no folder of its own ('..mp4' is '.', the output folder itself; '...mp4' is '..', its parent) is a
+    ValueError naming the source."""
     stem = rel.with_suffix("").as_posix()
-    return stem if keep_tree else stem.replace("/", ID_SEPARATOR)
+    folder_id = stem if keep_tree else stem.replace("/", ID_SEPARATOR)
+    if any(part in ("", ".", "..") for part in folder_id.split("/")):
+        raise ValueError(f"{rel}: its frame folder would be {folder_id!r}, not a folder of its own (rename the file)")
+    return folder_id
 
 
 def _remove(path: Path) -> bool:
@@ -241,14 +248,15 @@ def _run_job(job: _Job) -> tuple[str, str | None]:
         else:
             os.replace(temp, job.output)
         return job.rel, None
-    except (MediaError, FileNotFoundError) as e:
+    except BaseException as e:
         _remove(temp)
-        return job.rel, str(e)
-    except av.FFmpegError as e:
-        _remove(temp)
-        return job.rel, f"{job.source}: {job.kind} failed ({getattr(e, 'strerror', None) or e})"
-    except BaseException:
-        _remove(temp)
+        if isinstance(e, OSError) and e.errno in _NO_SPACE:  # the disk, not the source: stop, naming the output
+            raise OSError(e.errno, f"{os.strerror(e.errno)} while writing {job.output} (from {job.source}); "
+                                   "stopped: the outputs finished so far are kept, free space and run again") from None
+        if isinstance(e, (MediaError, FileNotFoundError)):
+            return job.rel, str(e)
+        if isinstance(e, av.FFmpegError):
+            return job.rel, f"{job.source}: {job.kind} failed ({getattr(e, 'strerror', None) or e})"
         raise
 
 
@@ -309,8 +317,14 @@ def extract_frames(
     ids from :func:`frame_folder_id`; ``short_side`` (default: the source size) and ``fps`` as in :func:`reencode`."""
     _check_options(short_side, fps)
     src, out = _check_folders(Path(src), Path(out))
-    outputs = {rel: out / frame_folder_id(rel, keep_tree) for rel in find_videos(src)}
+    outputs, unnamed = {}, {}
+    for rel in find_videos(src):
+        try:
+            outputs[rel] = out / frame_folder_id(rel, keep_tree)
+        except ValueError as e:
+            unnamed[str(rel)] = f"{src}/{e}"
     todo, report = _plan(src, outputs, force)
+    report.bad.update(unnamed)
     jobs = [_Job("frames", *item, short_side, fps) for item in todo]
     return _execute(jobs, report, workers, progress, "extracting frames")
 
