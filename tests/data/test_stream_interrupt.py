@@ -20,13 +20,13 @@ import av
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
+
 ROOT = Path(__file__).resolve().parents[2]
 
 READER = """
 import sys, time
 from cpnet.data.stream import StreamReader
-
-pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
 reader = StreamReader(sys.argv[1], timeout=10)
 try:
     for n, _ in enumerate(reader.frames()):
