@@ -40,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", dest="fmt", metavar="FMT",
                    help="FFmpeg input format of a live source (default: v4l2 for /dev/video*, else probed)")
     p.add_argument("--max-seconds", type=float, metavar="SECONDS", help="stop a live source after this long")
+    p.add_argument("--overlay", metavar="OUT.mp4", help="write the video with the top classes and a running timeline "
+                   "drawn on it (.mp4, .mkv, .mov or .avi; windows of one clip span every half span unless --window "
+                   "and --stride say otherwise; --force replaces it)")
     p.set_defaults(func=run)
 
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     refresh = sys.stdout.isatty() and not args.json
     done = predict_command(args.path, args.checkpoint, topk=args.topk, device=args.device, views=args.views,
                            window=args.window, stride=args.stride, out=args.out, force=args.force, fps=args.fps,
-                           stream=args.stream, fmt=args.fmt, max_seconds=args.max_seconds,
+                           stream=args.stream, fmt=args.fmt, max_seconds=args.max_seconds, overlay=args.overlay,
                            emit=_live_printer(args.json, refresh))
     result = done.result
     if args.json:

@@ -261,3 +261,23 @@ def test_a_video_given_as_the_checkpoint_is_named_without_torchs_unsafe_advice(c
     """Issue 23.7: `predict --checkpoint video.mp4` relayed torch's advice to load with weights_only=False."""
     code, _, err = _predict(capsys, video, "--checkpoint", video)
     assert code == 2 and "not a PyTorch file at all" in err and "weights_only" not in err
+
+
+def test_overlay_writes_the_video_with_its_predictions_drawn(capsys, video, checkpoint, tmp_path):
+    """Issue 23.6: `predict --overlay out.mp4` (mmaction2's demo video): every frame of the input, with the top
+    classes of the window around it and a running timeline drawn on it."""
+    video = str(write_video(tmp_path / "big.mp4", indexed_frames(24, 144, 240, step=8), fps=FPS, codec="libx264"))
+    out = tmp_path / "overlay.mp4"
+    code, printed, err = _predict(capsys, video, "--checkpoint", checkpoint, "--overlay", str(out), "--topk", "2")
+    assert code == 0, err
+    assert f"wrote {out}" in printed and printed.splitlines()[0].startswith(f"{video}: ")
+    drawn, source = read_clip(out, np.arange(24)), read_clip(video, np.arange(24))
+    assert drawn.shape == source.shape  # every frame, the same size
+    box = np.abs(drawn[:, 4:16, 4:60].astype(int) - source[:, 4:16, 4:60]).mean()  # the labels at the top left
+    strip = np.abs(drawn[:, -8:].astype(int) - source[:, -8:]).mean()  # the running timeline along the bottom
+    middle = np.abs(drawn[:, 60:90, 120:200].astype(int) - source[:, 60:90, 120:200]).mean()  # nothing drawn
+    assert box > 10 and strip > 10 and middle < 4
+    code, _, err = _predict(capsys, video, "--checkpoint", checkpoint, "--overlay", str(out))
+    assert code == 2 and "already exists" in err  # nothing replaced without --force
+    code, _, err = _predict(capsys, video, "--checkpoint", checkpoint, "--overlay", str(tmp_path / "o.gif"))
+    assert code == 2 and "expected a video file name ending in .mp4" in err
