@@ -133,7 +133,7 @@ def load_folder(root: Path, split: str) -> DatasetSplit:
     class_names = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
     check_class_count(len(class_names), train_dir)
     index = {name: i for i, name in enumerate(class_names)}
-    records = []
+    records, ignored = [], []
     for entry in sorted(split_dir.iterdir()):
         if entry.is_dir():
             if entry.name not in index:
@@ -142,9 +142,13 @@ def load_folder(root: Path, split: str) -> DatasetSplit:
                 if _is_media(item):
                     video_id = f"{entry.name}/{item.stem}"
                     records.append(VideoRecord(video_id, item, index[entry.name], _count(item)))
+                elif not item.name.startswith("."):  # hidden files (.DS_Store) are no one's videos
+                    ignored.append(f"{entry.name}/{item.name}")
         elif entry.suffix.lower() in VIDEO_EXTENSIONS:
             records.append(VideoRecord(entry.stem, entry, -1, None))
+        elif not entry.name.startswith("."):
+            ignored.append(entry.name)
     check_not_empty(len(records), split_dir, split)
     # 'run/a.mp4' and 'run/a.webm' would share the id 'run/a'
     check_unique(((r.video_id, r.path.name) for r in records), split_dir)
-    return DatasetSplit(records, class_names, [], [], dataset="folder", split=split)
+    return DatasetSplit(records, class_names, [], [], dataset="folder", split=split, ignored=ignored)

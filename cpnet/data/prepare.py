@@ -23,6 +23,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -33,7 +34,7 @@ from tqdm import tqdm
 from cpnet.data.generic import load_folder
 from cpnet.data.layout import SPLITS
 from cpnet.data.pyav import av  # imported on first use: cpnet runs without PyAV until a video is opened
-from cpnet.data.records import MediaError
+from cpnet.data.records import MediaError, ignored_summary
 from cpnet.data.video import (  # the reader's checks, shared
     VIDEO_EXTENSIONS,
     announced_frames,
@@ -62,9 +63,11 @@ class PrepareReport:
     skipped: list[str] = field(default_factory=list)
     bad: dict[str, str] = field(default_factory=dict)
     stale_removed: int = 0
+    ignored: list[str] = field(default_factory=list)  # files under the source folder that are not videos
 
     def summary(self) -> str:
-        return f"{len(self.done)} done, {len(self.skipped)} skipped (already done), {len(self.bad)} bad"
+        text = f"{len(self.done)} done, {len(self.skipped)} skipped (already done), {len(self.bad)} bad"
+        return text + (f"; {ignored_summary(self.ignored, 'source folder')}" if self.ignored else "")
 
 
 @dataclass(frozen=True)
@@ -124,12 +127,18 @@ def _check_folders(src: Path, out: Path) -> tuple[Path, Path]:
     return rsrc, rout
 
 
-def find_videos(src: Path) -> list[Path]:
-    """Video files under ``src`` (any depth, extensions of :data:`VIDEO_EXTENSIONS`), relative and sorted."""
+def find_videos(src: Path, ignored: list[str] | None = None) -> list[Path]:
+    """Video files under ``src`` (any depth, extensions of :data:`VIDEO_EXTENSIONS`), relative and sorted; every
+    other (not hidden) file is appended to ``ignored``, relative, so that a caller can say what it left out."""
     found = []
     for folder, dirs, files in os.walk(src):
         dirs.sort()
-        found += [Path(folder, f).relative_to(src) for f in files if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+        for f in sorted(files):
+            rel = Path(folder, f).relative_to(src)
+            if Path(f).suffix.lower() in VIDEO_EXTENSIONS:
+                found.append(rel)
+            elif ignored is not None and not f.startswith("."):
+                ignored.append(str(rel))
     if not found:
         raise FileNotFoundError(f"no videos under {src}: expected files ending in {', '.join(VIDEO_EXTENSIONS)}")
     return sorted(found)
@@ -303,8 +312,10 @@ def reencode(
     if codec not in CODEC_OPTIONS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {CODECS}")
     src, out = _check_folders(Path(src), Path(out))
-    outputs = {rel: out / rel.with_suffix(".mp4") for rel in find_videos(src)}
+    ignored: list[str] = []
+    outputs = {rel: out / rel.with_suffix(".mp4") for rel in find_videos(src, ignored)}
     todo, report = _plan(src, outputs, force)
+    report.ignored = ignored
     jobs = [_Job("reencode", *item, short_side, fps, keyframe_interval, codec) for item in todo]
     return _execute(jobs, report, workers, progress, "re-encoding")
 
@@ -317,14 +328,15 @@ def extract_frames(
     ids from :func:`frame_folder_id`; ``short_side`` (default: the source size) and ``fps`` as in :func:`reencode`."""
     _check_options(short_side, fps)
     src, out = _check_folders(Path(src), Path(out))
-    outputs, unnamed = {}, {}
-    for rel in find_videos(src):
+    outputs, unnamed, ignored = {}, {}, []
+    for rel in find_videos(src, ignored):
         try:
             outputs[rel] = out / frame_folder_id(rel, keep_tree)
         except ValueError as e:
             unnamed[str(rel)] = f"{src}/{e}"
     todo, report = _plan(src, outputs, force)
     report.bad.update(unnamed)
+    report.ignored = ignored
     jobs = [_Job("frames", *item, short_side, fps) for item in todo]
     return _execute(jobs, report, workers, progress, "extracting frames")
 
@@ -354,6 +366,8 @@ def write_lists(root: str | Path, out: str | Path, *, force: bool = False) -> di
     for split in SPLITS:
         try:
             splits[split] = load_folder(root, split)
+            if splits[split].ignored:
+                warnings.warn(splits[split].ignored_summary(), stacklevel=2)
         except FileNotFoundError:
             continue
     if not splits:

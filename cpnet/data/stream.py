@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -84,6 +85,21 @@ def _error_text(error: Exception) -> str:
     return str(getattr(error, "strerror", None) or error)
 
 
+# Containers a network stream can be read from as its bytes arrive. An MP4/MOV keeps its index (the moov atom) at
+# the end unless written with "faststart", so a reader must seek to it, which a live or non-seekable HTTP source
+# does not allow.
+STREAMABLE = "MPEG-TS (.ts), HLS (.m3u8), RTSP, Matroska/WebM"
+_INDEXED_AT_END = (".mp4", ".mov", ".m4v")
+
+
+def streaming_hint(source: str) -> str:
+    """Why a network MP4/MOV fails to decode, and what streams instead ('' for anything else)."""
+    if "://" not in source or not urlsplit(source).path.lower().endswith(_INDEXED_AT_END):
+        return ""
+    return (f"; an MP4/MOV streams only when its index comes first (re-encode with ffmpeg -movflags +faststart) "
+            f"and the server answers range requests: {STREAMABLE} stream as they are")
+
+
 class StreamReader:
     """A video source decoded frame by frame as it arrives; a context manager that closes the container.
 
@@ -105,7 +121,8 @@ class StreamReader:
         try:
             self.container = av.open(source, format=fmt, timeout=timeout)
         except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
-            raise MediaError(f"{source}: cannot open the video source ({_error_text(e)})") from None
+            raise MediaError(f"{source}: cannot open the video source ({_error_text(e)}){streaming_hint(source)}") \
+                from None
         if not self.container.streams.video:
             self.close()
             raise MediaError(f"{source}: no video stream")
@@ -156,7 +173,7 @@ class StreamReader:
                 yield stamp - first, frame.to_ndarray(format="rgb24")
         except av.FFmpegError as e:
             raise MediaError(f"{self.source}: decoding failed after {self.frames_read} frames "
-                             f"({decode_error(e)})") from None
+                             f"({decode_error(e)}){streaming_hint(self.source)}") from None
 
     def _decode_into(self, handoff: queue.Queue) -> None:
         """The helper thread of :meth:`frames`: decode into ``handoff`` (frames, then _END or the exception) until

@@ -26,7 +26,10 @@ from cpnet.data.records import MediaError
 __all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "announced_frames", "check_decoded", "count_frames",
            "decode_error", "decode_from", "limit_decoder", "open_video", "probe", "read_clip"]
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
+# What FFmpeg (PyAV) decodes and the folder, list and prepare readers take as videos; any other file is counted as
+# ignored and named in a warning, never dropped silently.
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".ogv",
+                    ".flv", ".3gp", ".wmv")
 SEEK_SECONDS = 2.0  # seek when the first wanted frame is further in than this; decoding from 0 is cheaper before
 
 

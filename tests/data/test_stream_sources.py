@@ -123,3 +123,34 @@ def test_a_stream_that_grows_midway_is_refused_by_the_decoder(switching: tuple[P
         with pytest.raises(MediaError, match=r"after \d frames .*over 8,192 pixels"):
             list(reader.frames())
     assert (256, 256) not in seen
+
+
+def test_an_http_mp4_that_fails_says_which_containers_stream(tmp_path):
+    """Issue 23.9: an MP4 over HTTP failed to decode where MPEG-TS worked, with nothing said about why."""
+    import socket
+    import threading
+
+    from tests.data.media import indexed_frames, write_video
+
+    body = write_video(tmp_path / "clip.mp4", indexed_frames(24, 64, 96), codec="libx264").read_bytes()
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:  # the whole file on every request, ranges ignored, then the connection closed
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nConnection: close\r\n\r\n" + body)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with pytest.raises(MediaError, match=r"MPEG-TS \(\.ts\), HLS \(\.m3u8\), RTSP") as caught:
+            with StreamReader(f"http://127.0.0.1:{server.getsockname()[1]}/clip.mp4", timeout=5) as reader:
+                for _ in reader.frames():
+                    pass
+        assert "-movflags +faststart" in str(caught.value)
+    finally:
+        server.close()
