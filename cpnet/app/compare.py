@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cpnet.app.runfolder import load_eval
+from cpnet.app.evalreport import load_eval
 from cpnet.files import atomic_write_text
 from cpnet.reports.compare import compare_rows, gains_markdown, plot_gains
 from cpnet.reports.tables import write_csv

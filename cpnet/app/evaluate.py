@@ -11,7 +11,8 @@ from pathlib import Path
 
 from cpnet.app.config import Config, load_config
 from cpnet.app.datasets import eval_loader, frame_cache, read_split, view_dataset
-from cpnet.app.runfolder import RunFolder, prepare_eval_dir, write_eval_report
+from cpnet.app.evalreport import write_eval_report
+from cpnet.app.runfolder import RunFolder, prepare_eval_dir
 from cpnet.app.trained import checkpoint_config, load_trained
 from cpnet.data.annotations import DatasetSplit
 from cpnet.data.cache import FrameCache

@@ -1,6 +1,6 @@
 """Per-class gain of one evaluated run over another (supp. §F, Figures 3 and 5).
 
-Takes two evaluations' per-class results (``cpnet.app.runfolder.load_eval`` reads them from ``cpnet eval``'s
+Takes two evaluations' per-class results (``cpnet.app.evalreport.load_eval`` reads them from ``cpnet eval``'s
 report: class name → top-1, or None for a class without validation videos, and the video count per class). Gains
 are B − A in top-1 points, sorted from the largest gain to the largest loss; classes without videos in either run
 come last with no gain.

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cpnet.app.runfolder import load_eval, write_eval_report
+from cpnet.app.evalreport import load_eval, write_eval_report
 from cpnet.cli import main
 from cpnet.engine.evaluation import ViewLogits, summarize
 from cpnet.reports.compare import compare_rows
