@@ -129,3 +129,18 @@ def contention(before: dict, after: dict, threads: int, cores: int | None = None
     if ratio is not None and ratio < SGEMM_DROP:
         reasons.append(f"sgemm fell from {rates[0]} to {rates[1]} GFLOP/s ({ratio:.2f}x) during the run")
     return {"other_load": other, "sgemm_ratio": ratio, "contended": bool(reasons), "reasons": reasons}
+
+
+def describe_load(load: dict, threads: int) -> str:
+    """One sentence on the load during a run of ``threads`` threads: ``load`` holds the ``before`` and ``after``
+    :func:`snapshot` s and their :func:`contention` verdict."""
+    before, after = load["before"], load["after"]
+    text = (f"1-min load average {before.get('load1')} at the start, {after.get('load1')} at the end (other work "
+            f"about {load['other_load']} cores beside our {threads} thread(s))")
+    if load["sgemm_ratio"] is not None:
+        text += (f"; sgemm {before['sgemm_gflops']} GFLOP/s at the start, {after['sgemm_gflops']} at the end "
+                 f"({load['sgemm_ratio']:.2f}x)")
+    if load["contended"]:
+        return (f"**Contended**: {'; '.join(load['reasons'])}. The times are slower than this machine gives "
+                f"alone (accuracies are unaffected). {text[0].upper()}{text[1:]}.")
+    return f"Not contended: {text}."
