@@ -84,8 +84,8 @@ def describe(info: dict) -> str:
 
 
 # When a timing is "contended": other work kept at least this many cores busy while our threads and it together
-# wanted more cores than the machine has, or the sgemm rate measured again at the end fell below this fraction of
-# the rate at the start.
+# wanted more cores than the machine has, or the slower of the sgemm rates measured at the start and again at the end
+# is below this fraction of the faster.
 OTHER_LOAD_CORES = 1.0
 SGEMM_DROP = 0.7
 
@@ -114,7 +114,8 @@ def contention(before: dict, after: dict, threads: int, cores: int | None = None
     The load average cannot tell our process from others', so the other work is estimated from below: the load
     before the run (we were idle then) and the load after it minus our threads (a run of a minute or more adds up to
     ``threads`` itself). It is ``contended`` when that other work is at least OTHER_LOAD_CORES and, with our
-    threads, wanted more cores than there are, or when the sgemm rate after is under SGEMM_DROP of the rate before.
+    threads, wanted more cores than there are, or when the sgemm rates before and after differ by more than
+    SGEMM_DROP (after under 0.7x before, or before under 0.7x after: busy at the start).
     ``reasons`` says which, in words."""
     cores = cores or os.cpu_count() or 1
     loads = [v for v in (before.get("load1"), None if after.get("load1") is None else after["load1"] - threads)
@@ -128,6 +129,8 @@ def contention(before: dict, after: dict, threads: int, cores: int | None = None
     ratio = round(rates[1] / rates[0], 2) if None not in rates and rates[0] > 0 else None
     if ratio is not None and ratio < SGEMM_DROP:
         reasons.append(f"sgemm fell from {rates[0]} to {rates[1]} GFLOP/s ({ratio:.2f}x) during the run")
+    elif ratio is not None and ratio > 1 / SGEMM_DROP:  # the machine was busy when the run started
+        reasons.append(f"sgemm rose from {rates[0]} to {rates[1]} GFLOP/s ({ratio:.2f}x) during the run")
     return {"other_load": other, "sgemm_ratio": ratio, "contended": bool(reasons), "reasons": reasons}
 
 

@@ -46,6 +46,8 @@ def test_contention_from_load_average_and_sgemm():
     slower = contention({"load1": 0.0, "sgemm_gflops": 200.0}, {"load1": 0.0, "sgemm_gflops": 120.0}, threads=1,
                         cores=2)
     assert slower["contended"] and slower["sgemm_ratio"] == 0.6 and "sgemm fell" in slower["reasons"][0]
+    faster = contention({"load1": 0.0, "sgemm_gflops": 22.4}, {"load1": 0.0, "sgemm_gflops": 207.5}, threads=1)
+    assert faster["contended"] and "sgemm rose from 22.4 to 207.5" in faster["reasons"][0]  # busy at the start
     unknown = contention({"load1": None}, {"load1": None}, threads=1)  # no load average on this system
     assert unknown == {"other_load": None, "sgemm_ratio": None, "contended": False, "reasons": []}
 
