@@ -182,7 +182,7 @@ def _bounds(row: dict, key: str) -> tuple[float, float]:
 
 
 def plot_runtime(rows: list[dict], path: str | Path) -> Path:
-    """One axis per quantity against batch size: seconds per batch (error bars: fastest to slowest repeat),
+    """One axis per quantity against batch size: seconds per batch (log scale; error bars: fastest to slowest repeat),
     videos per second and, with a baseline, the ratio to it (error bars: the per-repeat ratios). Colour is the clip
     length, line style the model (solid the first, dashed the next), both named in the legend."""
     plt = pyplot()
@@ -214,6 +214,8 @@ def plot_runtime(rows: list[dict], path: str | Path) -> Path:
         ax.set_xlabel("batch size")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+        if key == "seconds":
+            ax.set_yscale("log")  # from one clip to a batch of 16 long ones: decades apart
         if key == "vs_baseline":
             ax.axhline(1.0, color="grey", linewidth=0.8)
             ax.set_title(f"{ratio_rows[0]['model']} / {models[-1]}")
