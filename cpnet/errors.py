@@ -3,6 +3,8 @@ the application raises :class:`UserError` and the CLI prints it as one line."""
 
 from __future__ import annotations
 
+import re
+
 
 class MediaError(ValueError):
     """A media file (video or frame folder) that exists but cannot be decoded; the message names the file."""
@@ -28,3 +30,13 @@ def unloadable_checkpoint(path: object, error: BaseException) -> str:
         return (f"{path} is not a loadable cpnet checkpoint: it holds Python objects that cpnet does not unpickle "
                 "(a checkpoint of another program, or tampered with); cpnet loads only tensors and plain data")
     return f"{path} is not a loadable cpnet checkpoint: damaged or cut short ({type(error).__name__})"
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line. An error raised in a DataLoader worker arrives re-raised with the worker's
+    whole traceback as its message: keep the original error's own message, its last line."""
+    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+    if "\nOriginal Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = re.sub(r"^[\w.]+: ", "", last.strip(), count=1)  # 'cpnet.data.records.MediaError: <message>'
+    return " ".join(text.split("\n"))

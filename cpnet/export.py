@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -42,6 +43,11 @@ INPUT_NAME, OUTPUT_NAME, BATCH_AXIS = "clip", "logits", "batch"
 
 # Which packages each step needs, and the pip line that installs them (also the `export` extra of cpnet).
 _PACKAGES = {"onnx export": ("onnx",), "onnx verification": ("onnx", "onnxruntime")}
+
+
+# torch >= 2.5 takes ``dynamo`` (and 2.9 made the torch.export-based exporter the default); before, the
+# TorchScript-based exporter is the only one and the argument does not exist.
+_TORCHSCRIPT_EXPORTER = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 
 def require(step: str) -> None:
@@ -116,7 +122,7 @@ def export_onnx(model: nn.Module, path: str | Path, frames: int, size: int, opse
     with _eval_mode(model), _quiet_tracing():
         _check_traceable(model, clip)
         with atomic_output(path) as tmp:
-            torch.onnx.export(model, (clip,), str(tmp), dynamo=False, opset_version=opset,
+            torch.onnx.export(model, (clip,), str(tmp), **_TORCHSCRIPT_EXPORTER, opset_version=opset,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}})
     return path

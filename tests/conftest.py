@@ -1,8 +1,20 @@
-"""Suite-wide settings (one intra-op thread) and the fixtures several folders share: tiny datasets in the official
-layouts (helpers in ``tests.data.media``), the tiny synthetic set and one trained run.
+"""Suite-wide settings (one intra-op thread, the property tests' Hypothesis profile) and the fixtures several
+folders share: tiny datasets in the official layouts (helpers in ``tests.data.media``), the tiny synthetic set and
+one trained run.
 
 The suite's tensors are tiny; on a 2-core machine OpenMP hand-offs then dominate, and two threads measured up to
 50× slower than one on small convs. Tests that need more threads set them themselves.
+
+A test marked ``@pytest.mark.cuda`` runs where ``torch.cuda.is_available()`` and is skipped elsewhere, so the same
+suite runs on CPU (CI) and on a GPU; ``pytest -m cuda`` selects those tests alone. scripts/gpu-check.sh sets
+CPNET_REQUIRE_CUDA=1, under which they refuse to start rather than skip where torch sees no GPU. Nothing imported
+here needs PyAV (the media helpers import it on first use), so that selection runs where PyAV is not installed.
+
+Property tests (``@given``) run under the profile ``$CPNET_FUZZ`` names: ``ci`` (the default, what ``pytest -q``
+and CI run) draws the same examples on every run (``derandomize``: the seed comes from the test itself, no example
+database), so the suite cannot turn red by chance; ``long`` draws fresh random examples, many more of them
+(``$CPNET_FUZZ_EXAMPLES``, default 2,000 per test), and prints how to reproduce a failure. The tests set no example
+count of their own, so the profile decides it.
 """
 
 from __future__ import annotations
@@ -13,12 +25,36 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from tests.data.media import write_jester_tree, write_kinetics_tree, write_ssv2_tree
 from tests.helpers import SYNTHETIC, tiny_config, write_config
 
+FUZZ_PROFILES = ("ci", "long")
+settings.register_profile("ci", max_examples=120, derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("long", max_examples=int(os.environ.get("CPNET_FUZZ_EXAMPLES", "2000")),
+                          derandomize=False, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+_profile = os.environ.get("CPNET_FUZZ", "").strip() or "ci"
+if _profile not in FUZZ_PROFILES:
+    raise pytest.UsageError(f"CPNET_FUZZ={_profile!r} is not a Hypothesis profile of this suite: "
+                            f"{', '.join(FUZZ_PROFILES)}")
+settings.load_profile(_profile)
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    cuda_tests = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if cuda_tests and os.environ.get("CPNET_REQUIRE_CUDA") == "1":  # set by scripts/gpu-check.sh
+        raise pytest.UsageError(f"CPNET_REQUIRE_CUDA=1 but torch.cuda.is_available() is False: the {len(cuda_tests)} "
+                                "cuda tests would only be skipped")
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in cuda_tests:
+        item.add_marker(skip)
 
 
 @pytest.fixture

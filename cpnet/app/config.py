@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from cpnet.app.config_bounds import CONFIG_BOUNDS, check_upper, load_yaml, read_config_text
 from cpnet.data.annotations import DATASETS as READERS
 from cpnet.data.sampling import SAMPLINGS
 from cpnet.data.synthetic import DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL
@@ -27,6 +28,7 @@ from cpnet.data.views import PROTOCOL_NAMES as PROTOCOLS
 from cpnet.device import AMP_DTYPES, DEVICES
 from cpnet.engine.optim import BN_MOMENTUM_SCHEDULES, SCHEDULES
 from cpnet.files import atomic_write_text
+from cpnet.models.bounds import check_nested
 
 # Each vocabulary is defined once, where it is implemented; "synthetic" is the built-in set, read as Jester.
 DATASETS = ("synthetic", *READERS)
@@ -262,6 +264,7 @@ def validate(cfg: Config) -> Config:
                           "data.workers", "data.cache_mb", "data.max_bad_fraction", "train.label_smoothing",
                           "train.log_every", "train.log_seconds", "train.record_seconds"],
                     allow_zero=True)
+    check_upper(lambda key: get_key(cfg, key))
     if not 0.0 <= cfg.train.label_smoothing < 1.0:
         smoothing = cfg.train.label_smoothing
         raise ValueError(f"config key 'train.label_smoothing': expected a value in [0, 1), got {smoothing}")
@@ -273,13 +276,21 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def config_from_dict(data: dict | None) -> Config:
-    """Build and validate a :class:`Config` from nested mappings (missing keys keep their defaults)."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ValueError(f"a config must be a mapping of sections, got {type(data).__name__}")
-    return validate(_from_dict(Config, data))
+def config_from_dict(data: dict | None, source: str | Path | None = None) -> Config:
+    """Build and validate a :class:`Config` from nested mappings (missing keys keep their defaults). The mappings
+    may come from a file (a checkpoint's config; ``source`` names it in every error): they are walked within
+    :data:`~cpnet.app.config_bounds.CONFIG_BOUNDS` before anything in them is used or formatted."""
+    try:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ValueError(f"a config must be a mapping of sections, got {type(data).__name__}")
+        check_nested(data, "the config", CONFIG_BOUNDS)
+        return validate(_from_dict(Config, data))
+    except ValueError as e:
+        if source is None:
+            raise
+        raise ValueError(f"{source}: {e}") from None
 
 
 def config_to_dict(cfg: Config) -> dict:
@@ -305,10 +316,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise ValueError(f"override {text!r}: expected key=value, e.g. optim.lr=0.1")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ValueError(f"override {text!r}: the value is not valid YAML ({e.problem})") from None
+    if len(text) > 10_000:
+        raise ValueError(f"override {key[:100]!r}…: {len(text):,} characters, more than the limit of 10,000")
+    value = load_yaml(raw, f"override {text!r}: the value") if raw.strip() else ""
     return key, value
 
 
@@ -332,16 +342,14 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
-    """Read the YAML experiment file ``path`` (None: the defaults), apply ``overrides``, validate."""
+    """Read the YAML experiment file ``path`` (None: the defaults), apply ``overrides``, validate. The file and the
+    override values are bounded (:mod:`cpnet.app.config_bounds`: no YAML aliases, size, nesting, numeric fields)."""
     data: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"config file {path} is not valid YAML: {e}") from None
+        data = load_yaml(read_config_text(path), f"config file {path}") or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
     apply_overrides(data, overrides)

@@ -28,7 +28,8 @@ def synth(out: Path, *, num_train: int, num_val: int, num_frames: int, size: int
     folder = synthetic.write_jester(out, num_train=num_train, num_val=num_val, num_frames=num_frames, size=size,
                                     seed=seed, noise=noise, distractors=distractors, workers=workers, progress=True)
     return (f"synthetic dataset ({num_train} train + {num_val} validation clips) in {folder} "
-            f"[{time.perf_counter() - start:.1f} s]; train with --dataset jester --root {folder}")
+            f"[{time.perf_counter() - start:.1f} s]; train with: cpnet train --config YOUR.yaml "
+            f"--set data.dataset=jester --set data.root={folder}")
 
 
 def check(dataset: str, root: Path, splits: list[str] | None, *, quick: bool, workers: int, min_frames: int,
@@ -70,4 +71,5 @@ def prepare_lists(root: Path, out: Path, *, force: bool = False) -> str:
     line to print."""
     counts = prepare.write_lists(root, out, force=force)
     names = ", ".join(f"{split}.txt ({n} videos)" for split, n in counts.items())
-    return f"wrote classes.txt, {names} in {out}; train with --dataset list --root {out}"
+    return (f"wrote classes.txt, {names} in {out}; train with: cpnet train --config YOUR.yaml "
+            f"--set data.dataset=list --set data.root={out}")

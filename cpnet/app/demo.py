@@ -58,6 +58,7 @@ class DemoSize:
     channels_last: bool = False  # channels-last weights and activations: steps 1.05-1.2x faster on CPU, but other
     # rounding: one of six FULL runs then learnt rotate-clockwise to 74 % only (85-100 % in the others), so FULL keeps
     # the plain layout, whose six runs are the README's
+    smoke_test: bool = False  # a size that only checks every step runs (QUICK): its report says so
     stem_kernel: int = 3  # a 3x3 stem instead of ResNet's 7x7 at stride 1 on 32x32 input: the same feature sizes, and
     # 1.2x (C2D) to 1.7x (C3D) faster training steps on a 2-core AVX2 CPU (the 7x7 stem's backward dominated C3D)
 
@@ -72,7 +73,11 @@ FULL = DemoSize(num_train=7200, num_val=900, num_frames=8, size=32,
                 epochs={"c2d": 1, "nl": 1, "c3d": 1, "cpnet": 6}, batch_size=16, lr=0.05, width=8,
                 layers=(1, 1, 1, 1), workers=0, threads=2, cache_mb=256, write_workers=2)
 QUICK = DemoSize(num_train=54, num_val=27, num_frames=4, size=16, epochs={key: 1 for key in MODELS}, batch_size=9,
-                 lr=0.05, width=4, layers=(1, 1, 1, 1), workers=0, threads=1, cache_mb=16)
+                 lr=0.05, width=4, layers=(1, 1, 1, 1), workers=0, threads=1, cache_mb=16, smoke_test=True)
+
+
+SMOKE_TEST = ("A smoke test (cpnet demo --quick): a few dozen 16x16 clips and one epoch per model check that every "
+              "step runs; the accuracies mean nothing. `cpnet demo` runs the comparison.")
 
 
 def demo_config(key: str, size: DemoSize = FULL, data_root: str = "data/synthetic", seed: int = 0) -> Config:
@@ -179,9 +184,11 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = No
     after = snapshot(size.threads)  # the sgemm again: a machine that got busier during the run runs it slower
     load = {"before": before, "after": after, **contention(before, after, size.threads, machine["cores"])}
     summary = {"models": results, "size": asdict(size), "seed": seed, "data": data_root, "data_seconds": data_seconds,
-               "total_seconds": total_seconds, "machine": machine, "load": load}
+               "total_seconds": total_seconds, "machine": machine, "load": load, "smoke_test": size.smoke_test}
     write_report(out, summary)
     log(format_table(results))
+    if summary["smoke_test"]:
+        log(SMOKE_TEST)
     if load["contended"]:
         log(f"warning: the machine was shared during the demo: {'; '.join(load['reasons'])}; its times are slower "
             "than this machine gives alone")
@@ -222,6 +229,7 @@ def write_report(out: Path, summary: dict) -> None:
     text = [
         "# cpnet demo: order-blind vs order-aware models on time-reversed motion",
         "",
+        *([f"**{SMOKE_TEST}**", ""] if summary.get("smoke_test") else []),
         f"Synthetic motion clips ({s['num_train']} training, {s['num_val']} validation; {s['num_frames']} frames of "
         f"{s['size']}x{s['size']}), read through the Jester reader from `{summary['data']}`. Every model: the same "
         f"ResNet-like backbone (width {s['width']}, blocks {s['layers']}, {s['stem_kernel']}x{s['stem_kernel']} stem), "

@@ -88,15 +88,19 @@ def eval_run(cfg: Config, checkpoint: str | Path, out_dir: str | Path, *, split:
         if is_main():
             write_eval_report(prepare_eval_dir(out_dir), result, logits, [r.video_id for r in records.records],
                               records.class_names)
-            log(_summary_line(result.summary) + f"\nreport: {out_dir}")
+            log(_summary_line(result.summary, len(records.class_names)) + f"\nreport: {out_dir}")
         barrier()  # the report exists when any rank returns
     return result
 
 
-def _summary_line(s: dict) -> str:
+def _summary_line(s: dict, num_classes: int) -> str:
+    """One line of the metrics; top-5 only where it says something (more than 5 classes: with 5 or fewer it is
+    100 % by definition)."""
     if not s["labelled"]:
         return f"videos {s['num_videos']}  views {s['num_views']}  (unlabelled split: predictions only)"
+    top5 = num_classes > 5
     return (f"videos {s['num_videos']}  views {s['num_views']}  "
-            f"clip top1 {100 * s['clip_top1']:.2f}%  clip top5 {100 * s['clip_top5']:.2f}%  "
-            f"video top1 {100 * s['video_top1']:.2f}%  video top5 {100 * s['video_top5']:.2f}%  "
-            f"mean class acc {100 * s['mean_class_accuracy']:.2f}%")
+            f"clip top1 {100 * s['clip_top1']:.2f}%  " + (f"clip top5 {100 * s['clip_top5']:.2f}%  " if top5 else "")
+            + f"video top1 {100 * s['video_top1']:.2f}%  "
+            + (f"video top5 {100 * s['video_top5']:.2f}%  " if top5 else "")
+            + f"mean class acc {100 * s['mean_class_accuracy']:.2f}%" + ("" if top5 else f" ({num_classes} classes)"))

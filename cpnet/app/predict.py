@@ -146,16 +146,23 @@ class PredictOutcome:
 def predict_command(source: str, checkpoint: str | Path, *, topk: int = 5, device: str = "auto",
                     views: str = "single", window: float | None = None, stride: float | None = None,
                     out: str | Path | None = None, force: bool = False, fps: float = 12.0, stream: bool = False,
-                    fmt: str | None = None, max_seconds: float | None = None,
+                    fmt: str | None = None, max_seconds: float | None = None, overlay: str | Path | None = None,
                     emit: Callable[[dict], None] = print) -> PredictOutcome:
     """``cpnet predict``: classify a file, a file's windows (``window``: a timeline written to ``out``, default
-    ``<name>_timeline``) or a live source (a device, a URL, or any file with ``stream``; ``emit`` gets each
-    prediction)."""
+    ``<name>_timeline``), a file drawn over (``overlay``: the video with its predictions, see
+    :func:`cpnet.app.overlay.overlay_video`) or a live source (a device, a URL, or any file with ``stream``;
+    ``emit`` gets each prediction)."""
     live = stream or is_live_source(source)
     _check_options(source, live, window=window, stride=stride, out=out, force=force, fmt=fmt,
-                   max_seconds=max_seconds)
+                   max_seconds=max_seconds, overlay=overlay)
     check_source(source, live)
     predictor = load_predictor(Path(checkpoint), device, views)
+    if overlay is not None:
+        from cpnet.app.overlay import overlay_video
+
+        result, written = overlay_video(predictor, Path(source), Path(overlay), topk=topk, window=window,
+                                        stride=stride, force=force, folder_fps=fps)
+        return PredictOutcome("timeline", result, [written])
     if live:
         return PredictOutcome("live", predict_stream(predictor, source, topk=topk, window=window, stride=stride,
                                                      max_seconds=max_seconds, fmt=fmt, fallback_fps=fps, emit=emit),
@@ -169,8 +176,13 @@ def predict_command(source: str, checkpoint: str | Path, *, topk: int = 5, devic
 
 
 def _check_options(source: str, live: bool, *, window: float | None, stride: float | None, out: str | Path | None,
-                   force: bool, fmt: str | None, max_seconds: float | None) -> None:
+                   force: bool, fmt: str | None, max_seconds: float | None, overlay: str | Path | None) -> None:
     """Refuse options that do not apply to the kind of source: each names itself."""
+    if overlay is not None:
+        if live or out is not None:
+            raise ValueError("--overlay draws on a video file (not a live source) and writes only the video; "
+                             "--out is for the timeline files of --window")
+        return
     if live:
         for option, value in (("--out", out), ("--force", force)):
             if value:
@@ -304,7 +316,7 @@ def predict_stream(pred: Predictor, source: str, *, topk: int = 5, window: float
     started = time.perf_counter()
     progress = _Progress()
     reader = StreamReader(source, fmt=fmt, fallback_fps=fallback_fps)
-    span = max(1, round(window * reader.fps)) if window else _clip_span(pred.data)
+    span = max(1, round(window * reader.fps)) if window else clip_span(pred.data)
     ring = FrameRing(span)
     every = stride or span / reader.fps
     try:
@@ -318,7 +330,7 @@ def predict_stream(pred: Predictor, source: str, *, topk: int = 5, window: float
             **pred.throughput(started)}
 
 
-def _clip_span(data: DataConfig) -> int:
+def clip_span(data: DataConfig) -> int:
     """Frames one dense clip covers, (T - 1) * stride + 1 (segment sampling: T * stride, one segment each)."""
     if data.sampling == "dense":
         return (data.num_frames - 1) * data.stride + 1

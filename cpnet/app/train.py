@@ -40,6 +40,7 @@ from cpnet.engine.finetune import freeze
 from cpnet.engine.loop import TrainOptions, fit
 from cpnet.engine.optim import LRSchedule, bn_momentum_schedule, build_optimizer, linear_scaled_lr
 from cpnet.engine.progress import ProgressOptions
+from cpnet.errors import MediaError, one_line
 from cpnet.models.params import count_params
 
 
@@ -96,10 +97,22 @@ def train_run(cfg: Config, out_dir: str | Path, *, resume: bool = False, force: 
         if first:
             for path in run.prepare(resume=resume, force=force):
                 log(f"--force: removed {path}")
-        with distributed.session(cfg.train.device):
+        with distributed.session(cfg.train.device), _skip_bad_hint(cfg.data.skip_bad):
             summary = _train(cfg, run, resume=resume, init=init, progress=progress, prepare=prepare, cache=cache,
                              log=main_only(log))
     return summary | {"out_dir": str(run.path)}
+
+
+@contextlib.contextmanager
+def _skip_bad_hint(skipping: bool) -> Iterator[None]:
+    """A clip that cannot be read stops a run that does not skip bad media: say how to skip them."""
+    try:
+        yield
+    except MediaError as e:
+        if skipping:
+            raise
+        raise MediaError(f"{one_line(e)} (set data.skip_bad: true to skip unreadable clips, up to "
+                         "data.max_bad_fraction of an epoch; `cpnet data check` lists every bad file)") from None
 
 
 def _train(cfg: Config, run: RunFolder, *, resume: bool, init: Path | None, progress: bool | None, prepare: bool,

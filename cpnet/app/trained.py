@@ -127,7 +127,7 @@ def load_trained(checkpoint: str | Path, device: torch.device, cfg: Config | Non
     The checkpoint's own config is used unless ``cfg`` is given; then its model must be the checkpoint's.
     """
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
-    cfg = cfg if cfg is not None else config_from_dict(ckpt["config"])
+    cfg = cfg if cfg is not None else config_from_dict(ckpt["config"], source=checkpoint)
     check_compatible(ckpt, cfg.model.name, len(ckpt["class_names"]), checkpoint)
     model = build_model(cfg, len(ckpt["class_names"]))
     load_model_state(model, ckpt["model"], checkpoint)
@@ -143,4 +143,4 @@ def placed(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Mo
 
 def checkpoint_config(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """The resolved config stored in ``checkpoint``, with ``key=value`` overrides applied."""
-    return config_from_dict(apply_overrides(load_checkpoint(checkpoint)["config"], overrides))
+    return config_from_dict(apply_overrides(load_checkpoint(checkpoint)["config"], overrides), source=checkpoint)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import sys
 
-from cpnet.errors import UserError
+from cpnet.errors import UserError, one_line
+
+# Packages imported only by the steps that need them; a missing one is a user's install, reported in one line.
+OPTIONAL_PACKAGES = ("av", "onnx", "onnxruntime", "safetensors", "tensorboard")
 
 # Subcommand modules, in the order `cpnet --help` lists them.
 SUBCOMMANDS = ["demo", "models", "data", "train", "eval", "predict", "bench", "compare", "visualize", "export",
@@ -33,16 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(error: BaseException) -> str:
-    """The error's message on one line. An error raised in a DataLoader worker arrives re-raised with the worker's
-    whole traceback as its message: keep the original error's own message, its last line."""
-    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
-    if "\nOriginal Traceback" in text:
-        last = [line for line in text.splitlines() if line.strip()][-1]
-        text = re.sub(r"^[\w.]+: ", "", last.strip(), count=1)  # 'cpnet.data.records.MediaError: <message>'
-    return " ".join(text.split("\n"))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -52,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError) as e:
+        print(f"cpnet {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # a package a step needs (PyAV to open a video, onnx to export): one line naming it
+        if (e.name or "").split(".")[0] not in OPTIONAL_PACKAGES:
+            raise  # a broken install of cpnet itself: the traceback is what a maintainer needs
         print(f"cpnet {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`

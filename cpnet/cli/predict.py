@@ -40,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", dest="fmt", metavar="FMT",
                    help="FFmpeg input format of a live source (default: v4l2 for /dev/video*, else probed)")
     p.add_argument("--max-seconds", type=float, metavar="SECONDS", help="stop a live source after this long")
+    p.add_argument("--overlay", metavar="OUT.mp4", help="write the video with the top classes and a running timeline "
+                   "drawn on it (.mp4, .mkv, .mov or .avi; windows of one clip span every half span unless --window "
+                   "and --stride say otherwise; --force replaces it)")
     p.set_defaults(func=run)
 
 
@@ -49,17 +52,19 @@ def run(args: argparse.Namespace) -> int:
     refresh = sys.stdout.isatty() and not args.json
     done = predict_command(args.path, args.checkpoint, topk=args.topk, device=args.device, views=args.views,
                            window=args.window, stride=args.stride, out=args.out, force=args.force, fps=args.fps,
-                           stream=args.stream, fmt=args.fmt, max_seconds=args.max_seconds,
+                           stream=args.stream, fmt=args.fmt, max_seconds=args.max_seconds, overlay=args.overlay,
                            emit=_live_printer(args.json, refresh))
     result = done.result
     if args.json:
         print(json.dumps(result))
         return 0
     if done.kind == "file":
+        print(_header(result))
         for rank, c in enumerate(result["top"], 1):
             print(f"{rank}. {c['class']}  {100 * c['probability']:.1f}%")
-        print(_throughput(result), file=sys.stderr)  # stdout stays the ranked list
+        print(_throughput(result), file=sys.stderr)  # stdout stays the header and the ranked list
     elif done.kind == "timeline":
+        print(_header(result))
         for w in result["windows"]:
             best = w["top"][0]
             print(f"{w['start_s']:8.2f}-{w['end_s']:.2f}s  {best['class']}  {100 * best['probability']:.1f}%")
@@ -87,6 +92,13 @@ def _live_printer(as_json: bool, refresh: bool) -> Callable[[dict], None]:
         else:
             print(line, flush=True)
     return emit
+
+
+def _header(result: dict) -> str:
+    """What the lines below are about: the video, the model and checkpoint, the views."""
+    views = result["views"]
+    return (f"{result['source']}: {result['model']} ({result['checkpoint']}), {views['protocol']} views "
+            f"({views['per_prediction']} per prediction)")
 
 
 def _throughput(result: dict) -> str:

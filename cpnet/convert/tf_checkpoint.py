@@ -18,6 +18,7 @@ dtypes are read; strings, variants, resources, bfloat16 and partitioned (sliced)
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -35,6 +36,7 @@ _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_BYTES = 48  # two block handles padded to 40 bytes, then the 8-byte magic
 _BLOCK_TRAILER_BYTES = 5  # compression type byte + masked CRC-32C of the block and that byte
 _FORMAT_VERSION = 1  # the TensorBundle version this reader understands
+MAX_RANK = 64  # dimensions of one variable (TensorFlow's own limit is 254; its models use up to 5)
 
 # TensorFlow DataType enum (types.proto) -> (name, numpy dtype or None when numpy cannot hold it).
 _DTYPES: dict[int, tuple[str, str | None]] = {
@@ -239,7 +241,10 @@ def list_tf_variables(prefix: str | Path) -> dict[str, tuple[str, tuple[int, ...
 
 
 def _check_entry(name: str, entry: _Entry, num_shards: int, prefix: Path) -> np.dtype:
-    """The numpy dtype of a variable; ValueError naming it if it cannot be read."""
+    """The numpy dtype of a variable; ValueError naming it if it cannot be read. The header is a claim: before
+    anything is allocated its offset must be >= 0, its rank at most ``MAX_RANK`` and its byte size exactly the
+    element count (exact, in Python integers) times the dtype's size; _check_data_file then bounds offset + size
+    by the data file's size."""
     if entry.sliced:
         raise ValueError(f"variable {name!r} in {prefix} is partitioned (saved in slices); not supported")
     dtype = _DTYPES.get(entry.dtype, (None, None))[1]
@@ -249,10 +254,15 @@ def _check_entry(name: str, entry: _Entry, num_shards: int, prefix: Path) -> np.
     if not 0 <= entry.shard < num_shards:
         raise ValueError(f"variable {name!r} in {prefix} is in shard {entry.shard}, the header says {num_shards}")
     dtype = np.dtype(dtype)
-    expected = dtype.itemsize * int(np.prod(entry.shape, dtype=np.int64))
+    where = f"variable {name!r} in {prefix}"
+    if len(entry.shape) > MAX_RANK:
+        raise ValueError(f"{where}: a shape of {len(entry.shape)} dimensions, more than the limit of {MAX_RANK}")
+    if entry.offset < 0:
+        raise ValueError(f"{where}: offset {entry.offset:,} is negative")
+    expected = dtype.itemsize * math.prod(entry.shape)  # Python integers: no int64 wrap-around to a small size
     if any(d < 0 for d in entry.shape) or entry.size != expected:
-        raise ValueError(f"variable {name!r} in {prefix}: {entry.size} bytes stored for shape {entry.shape} of "
-                         f"{entry.dtype_name} ({expected} expected)")
+        raise ValueError(f"{where}: {entry.size:,} bytes stored for shape {entry.shape} of {entry.dtype_name} "
+                         f"({expected:,} expected)")
     return dtype
 
 
@@ -301,9 +311,11 @@ def _check_data_file(prefix: Path, shard: int, num_shards: int, names: list[str]
         raise FileNotFoundError(f"missing checkpoint data file {data_path}")
     file_size = os.path.getsize(data_path)
     for name in names:
-        end = entries[name].offset + entries[name].size
-        if end > file_size:
-            raise ValueError(f"{data_path} is truncated: variable {name!r} needs bytes {entries[name].offset}..{end} "
+        offset, size = entries[name].offset, entries[name].size
+        if offset < 0 or size < 0:  # _check_entry refuses both first; kept here as this function's own bound
+            raise ValueError(f"variable {name!r} in {data_path}: offset {offset:,} and size {size:,} must be >= 0")
+        if offset + size > file_size:
+            raise ValueError(f"{data_path} is truncated: variable {name!r} needs bytes {offset}..{offset + size} "
                              f"but the file has {file_size} bytes")
     return data_path
 

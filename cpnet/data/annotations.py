@@ -41,4 +41,6 @@ def load_split(dataset: str, root: str | Path, split: str, *, warn_missing: bool
     result = DATASETS[dataset](check_root(root), split)
     if warn_missing and result.missing:
         warnings.warn(result.missing_summary(), stacklevel=2)
+    if result.ignored:
+        warnings.warn(result.ignored_summary(), stacklevel=2)
     return result

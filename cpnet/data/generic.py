@@ -14,7 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from cpnet.data import frames
-from cpnet.data.layout import SPLIT_DIRS, canonical_split, check_not_empty, check_unique, find_file, read_text
+from cpnet.data.layout import (
+    MAX_CLASSES,
+    SPLIT_DIRS,
+    canonical_split,
+    check_class_count,
+    check_not_empty,
+    check_unique,
+    find_file,
+    read_text,
+)
 from cpnet.data.records import DatasetSplit, MediaError, VideoRecord
 from cpnet.data.video import VIDEO_EXTENSIONS
 
@@ -57,9 +66,13 @@ def _parse_list(path: Path) -> list[tuple[str, int | None, str]]:
 
 
 def _list_classes(list_file: Path, split: str) -> list[str]:
+    """The class names: a class file's lines, else the train list's labels (indices 0 … the largest, or the names
+    sorted); at most ``MAX_CLASSES``, checked before the names are built."""
     for name in CLASS_FILES:
         if (list_file.parent / name).is_file():
-            return [s.strip() for s in read_text(list_file.parent / name).splitlines() if s.strip()]
+            names = [s.strip() for s in read_text(list_file.parent / name).splitlines() if s.strip()]
+            check_class_count(len(names), list_file.parent / name)
+            return names
     source = list_file
     if split != "train":  # the train list defines the label space when it sits beside this one
         try:
@@ -68,7 +81,15 @@ def _list_classes(list_file: Path, split: str) -> list[str]:
             pass
     labels = {label for _, _, label in _parse_list(source)}
     if all(label.lstrip("-").isdigit() for label in labels):
-        return [str(i) for i in range(max((int(x) for x in labels), default=-1) + 1)]
+        # Bounded before anything is built: a label of a million digits by its length, before int() reads it.
+        big = next((x for x in labels if len(x.lstrip("-").lstrip("0")) > len(str(MAX_CLASSES))), None)
+        top = max((int(x) for x in labels), default=-1) if big is None else None
+        if top is None or top >= MAX_CLASSES:
+            shown = str(top) if big is None else big if len(big) <= 20 else f"{big[:20]}… ({len(big):,} digits)"
+            raise ValueError(f"{source}: label {shown} is not a class index 0 … {MAX_CLASSES - 1:,} (at most "
+                             f"{MAX_CLASSES:,} classes, the limit)")
+        return [str(i) for i in range(top + 1)]
+    check_class_count(len(labels), source)
     return sorted(labels)
 
 
@@ -83,9 +104,10 @@ def load_list(root: Path, split: str) -> DatasetSplit:
     records, missing = [], []
     for rel, num_frames, label in entries:
         if label.lstrip("-").isdigit():
-            label_index = int(label)
+            label_index = int(label) if len(label) <= 20 else len(class_names)  # no int() of a million digits
             if not -1 <= label_index < len(class_names):
-                raise ValueError(f"{list_file}: label {label_index} of {rel!r} is outside 0 … {len(class_names) - 1}")
+                shown = label if len(label) <= 20 else f"{label[:20]}…"
+                raise ValueError(f"{list_file}: label {shown} of {rel!r} is outside 0 … {len(class_names) - 1}")
         elif label in index:
             label_index = index[label]
         else:
@@ -109,8 +131,9 @@ def load_folder(root: Path, split: str) -> DatasetSplit:
         raise FileNotFoundError(f"no {split} folder in {root}: expected one of {list(SPLIT_DIRS[split])}")
     train_dir = root / "train" if (root / "train").is_dir() else split_dir
     class_names = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    check_class_count(len(class_names), train_dir)
     index = {name: i for i, name in enumerate(class_names)}
-    records = []
+    records, ignored = [], []
     for entry in sorted(split_dir.iterdir()):
         if entry.is_dir():
             if entry.name not in index:
@@ -119,9 +142,13 @@ def load_folder(root: Path, split: str) -> DatasetSplit:
                 if _is_media(item):
                     video_id = f"{entry.name}/{item.stem}"
                     records.append(VideoRecord(video_id, item, index[entry.name], _count(item)))
+                elif not item.name.startswith("."):  # hidden files (.DS_Store) are no one's videos
+                    ignored.append(f"{entry.name}/{item.name}")
         elif entry.suffix.lower() in VIDEO_EXTENSIONS:
             records.append(VideoRecord(entry.stem, entry, -1, None))
+        elif not entry.name.startswith("."):
+            ignored.append(entry.name)
     check_not_empty(len(records), split_dir, split)
     # 'run/a.mp4' and 'run/a.webm' would share the id 'run/a'
     check_unique(((r.video_id, r.path.name) for r in records), split_dir)
-    return DatasetSplit(records, class_names, [], [], dataset="folder", split=split)
+    return DatasetSplit(records, class_names, [], [], dataset="folder", split=split, ignored=ignored)

@@ -10,6 +10,7 @@ from pathlib import Path
 from cpnet.data import frames
 from cpnet.data.layout import (
     canonical_split,
+    check_class_count,
     check_not_empty,
     check_unique,
     find_file,
@@ -35,15 +36,18 @@ def numbered_lines(path: Path) -> list[tuple[int, str]]:
 
 
 def read_classes(labels_file: Path) -> list[str]:
-    """The class names of ``jester-v1-labels.csv`` in file order; none, or a name listed twice, is an error."""
-    names: list[str] = []
-    for line_no, name in numbered_lines(labels_file):
+    """The class names of ``jester-v1-labels.csv`` in file order; none, a name listed twice, or more than
+    ``MAX_CLASSES`` names is an error."""
+    lines = numbered_lines(labels_file)
+    check_class_count(len(lines), labels_file)
+    names: dict[str, int] = {}  # name -> line: one lookup per line, not a scan of the names so far
+    for line_no, name in lines:
         if name in names:
-            raise ValueError(f"{labels_file}:{line_no}: class {name!r} is listed twice")
-        names.append(name)
+            raise ValueError(f"{labels_file}:{line_no}: class {name!r} is listed twice (also line {names[name]})")
+        names[name] = line_no
     if not names:
         raise ValueError(f"{labels_file}: lists no classes (expected one class name per line)")
-    return names
+    return list(names)
 
 
 def parse_split(split_file: Path, split: str, index: dict[str, int], labels_file: Path) -> list[tuple[str, int, int]]:

@@ -14,7 +14,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from cpnet.data.layout import SPLIT_DIRS, canonical_split, check_not_empty, check_unique, find_file, read_text
+from cpnet.data.layout import (
+    SPLIT_DIRS,
+    canonical_split,
+    check_class_count,
+    check_not_empty,
+    check_unique,
+    find_file,
+    read_text,
+)
 from cpnet.data.records import DatasetSplit, VideoRecord
 from cpnet.data.video import VIDEO_EXTENSIONS
 
@@ -97,7 +105,9 @@ def load_kinetics(root: Path, split: str) -> DatasetSplit:
         train_rows = rows if split == "train" else read_rows(annotation_file(root, "train"))
     except FileNotFoundError:
         train_rows = rows
-    class_names = sorted({r["label"] for r in train_rows if r.get("label")})
+    labels = {r["label"] for r in train_rows if r.get("label")}
+    check_class_count(len(labels), path if train_rows is rows else annotation_file(root, "train"))
+    class_names = sorted(labels)
     index = {name: i for i, name in enumerate(class_names)}
     entries = []
     for line_no, row in enumerate(rows, 2):

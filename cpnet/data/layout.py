@@ -17,6 +17,7 @@ _ALIASES = {"train": "train", "val": "validation", "valid": "validation", "valid
 # Folder names a split's media may use on disk, by canonical split.
 SPLIT_DIRS = {"train": ("train",), "validation": ("val", "validation", "validate"), "test": ("test",)}
 ANNOTATION_DIRS = (".", "annotations")
+MAX_CLASSES = 100_000  # classes of one dataset: Kinetics has 700, ImageNet-21k 21,841; a label file may claim more
 
 
 def canonical_split(split: str) -> str:
@@ -75,6 +76,13 @@ def check_unique(entries: Iterable[tuple[str, str]], source: Path) -> None:
         if video_id in seen:
             raise ValueError(f"{source}: video id {video_id!r} is listed twice ({seen[video_id]} and {where})")
         seen[video_id] = where
+
+
+def check_class_count(count: int, source: Path) -> None:
+    """Refuse a label space of more than :data:`MAX_CLASSES` classes read from ``source`` (ValueError naming it),
+    before the class names are built."""
+    if count > MAX_CLASSES:
+        raise ValueError(f"{source}: {count:,} classes, more than the limit of {MAX_CLASSES:,}")
 
 
 def check_not_empty(count: int, source: Path, split: str) -> None:

@@ -18,21 +18,23 @@ others go on.
 
 from __future__ import annotations
 
+import errno
 import math
 import multiprocessing
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import av
 from tqdm import tqdm
 
 from cpnet.data.generic import load_folder
 from cpnet.data.layout import SPLITS
-from cpnet.data.records import MediaError
+from cpnet.data.pyav import av  # imported on first use: cpnet runs without PyAV until a video is opened
+from cpnet.data.records import MediaError, ignored_summary
 from cpnet.data.video import (  # the reader's checks, shared
     VIDEO_EXTENSIONS,
     announced_frames,
@@ -48,6 +50,7 @@ CODECS = ("libx264", "mpeg4")  # in order of preference
 # libx264: constant quality (CRF 20 is visually close at these sizes). mpeg4 has no CRF: a fixed quantizer instead.
 CODEC_OPTIONS = {"libx264": {"crf": "20", "preset": "fast"}, "mpeg4": {"qmin": "4", "qmax": "4"}}
 JPEG_QUALITY = 90
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk or quota: no source is to blame
 ID_SEPARATOR = "__"  # flat frame-folder ids: 'train/abseiling/x.mp4' -> 'train__abseiling__x'
 _PARTIAL, _OLD = "cpnet-partial", "cpnet-old"
 
@@ -60,9 +63,11 @@ class PrepareReport:
     skipped: list[str] = field(default_factory=list)
     bad: dict[str, str] = field(default_factory=dict)
     stale_removed: int = 0
+    ignored: list[str] = field(default_factory=list)  # files under the source folder that are not videos
 
     def summary(self) -> str:
-        return f"{len(self.done)} done, {len(self.skipped)} skipped (already done), {len(self.bad)} bad"
+        text = f"{len(self.done)} done, {len(self.skipped)} skipped (already done), {len(self.bad)} bad"
+        return text + (f"; {ignored_summary(self.ignored, 'source folder')}" if self.ignored else "")
 
 
 @dataclass(frozen=True)
@@ -122,12 +127,18 @@ def _check_folders(src: Path, out: Path) -> tuple[Path, Path]:
     return rsrc, rout
 
 
-def find_videos(src: Path) -> list[Path]:
-    """Video files under ``src`` (any depth, extensions of :data:`VIDEO_EXTENSIONS`), relative and sorted."""
+def find_videos(src: Path, ignored: list[str] | None = None) -> list[Path]:
+    """Video files under ``src`` (any depth, extensions of :data:`VIDEO_EXTENSIONS`), relative and sorted; every
+    other (not hidden) file is appended to ``ignored``, relative, so that a caller can say what it left out."""
     found = []
     for folder, dirs, files in os.walk(src):
         dirs.sort()
-        found += [Path(folder, f).relative_to(src) for f in files if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+        for f in sorted(files):
+            rel = Path(folder, f).relative_to(src)
+            if Path(f).suffix.lower() in VIDEO_EXTENSIONS:
+                found.append(rel)
+            elif ignored is not None and not f.startswith("."):
+                ignored.append(str(rel))
     if not found:
         raise FileNotFoundError(f"no videos under {src}: expected files ending in {', '.join(VIDEO_EXTENSIONS)}")
     return sorted(found)
@@ -135,9 +146,14 @@ def find_videos(src: Path) -> list[Path]:
 
 def frame_folder_id(rel: Path, keep_tree: bool = False) -> str:
     """The frame folder of a source: its relative path without extension, folders joined by ``ID_SEPARATOR``
-    ('train/abseiling/x.mp4' -> 'train__abseiling__x'), or kept as folders with ``keep_tree``."""
+    ('train/abseiling/x.mp4' -> 'train__abseiling__x'), or kept as folders with ``keep_tree``. A name that would
+    leave no folder of its own ('..mp4' is '.', the output folder itself; '...mp4' is '..', its parent) is a
+    ValueError naming the source."""
     stem = rel.with_suffix("").as_posix()
-    return stem if keep_tree else stem.replace("/", ID_SEPARATOR)
+    folder_id = stem if keep_tree else stem.replace("/", ID_SEPARATOR)
+    if any(part in ("", ".", "..") for part in folder_id.split("/")):
+        raise ValueError(f"{rel}: its frame folder would be {folder_id!r}, not a folder of its own (rename the file)")
+    return folder_id
 
 
 def _remove(path: Path) -> bool:
@@ -241,14 +257,15 @@ def _run_job(job: _Job) -> tuple[str, str | None]:
         else:
             os.replace(temp, job.output)
         return job.rel, None
-    except (MediaError, FileNotFoundError) as e:
+    except BaseException as e:
         _remove(temp)
-        return job.rel, str(e)
-    except av.FFmpegError as e:
-        _remove(temp)
-        return job.rel, f"{job.source}: {job.kind} failed ({getattr(e, 'strerror', None) or e})"
-    except BaseException:
-        _remove(temp)
+        if isinstance(e, OSError) and e.errno in _NO_SPACE:  # the disk, not the source: stop, naming the output
+            raise OSError(e.errno, f"{os.strerror(e.errno)} while writing {job.output} (from {job.source}); "
+                                   "stopped: the outputs finished so far are kept, free space and run again") from None
+        if isinstance(e, (MediaError, FileNotFoundError)):
+            return job.rel, str(e)
+        if isinstance(e, av.FFmpegError):
+            return job.rel, f"{job.source}: {job.kind} failed ({getattr(e, 'strerror', None) or e})"
         raise
 
 
@@ -295,8 +312,10 @@ def reencode(
     if codec not in CODEC_OPTIONS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {CODECS}")
     src, out = _check_folders(Path(src), Path(out))
-    outputs = {rel: out / rel.with_suffix(".mp4") for rel in find_videos(src)}
+    ignored: list[str] = []
+    outputs = {rel: out / rel.with_suffix(".mp4") for rel in find_videos(src, ignored)}
     todo, report = _plan(src, outputs, force)
+    report.ignored = ignored
     jobs = [_Job("reencode", *item, short_side, fps, keyframe_interval, codec) for item in todo]
     return _execute(jobs, report, workers, progress, "re-encoding")
 
@@ -309,8 +328,15 @@ def extract_frames(
     ids from :func:`frame_folder_id`; ``short_side`` (default: the source size) and ``fps`` as in :func:`reencode`."""
     _check_options(short_side, fps)
     src, out = _check_folders(Path(src), Path(out))
-    outputs = {rel: out / frame_folder_id(rel, keep_tree) for rel in find_videos(src)}
+    outputs, unnamed, ignored = {}, {}, []
+    for rel in find_videos(src, ignored):
+        try:
+            outputs[rel] = out / frame_folder_id(rel, keep_tree)
+        except ValueError as e:
+            unnamed[str(rel)] = f"{src}/{e}"
     todo, report = _plan(src, outputs, force)
+    report.bad.update(unnamed)
+    report.ignored = ignored
     jobs = [_Job("frames", *item, short_side, fps) for item in todo]
     return _execute(jobs, report, workers, progress, "extracting frames")
 
@@ -340,6 +366,8 @@ def write_lists(root: str | Path, out: str | Path, *, force: bool = False) -> di
     for split in SPLITS:
         try:
             splits[split] = load_folder(root, split)
+            if splits[split].ignored:
+                warnings.warn(splits[split].ignored_summary(), stacklevel=2)
         except FileNotFoundError:
             continue
     if not splits:

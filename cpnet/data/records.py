@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class DatasetSplit:
     missing: list[str] = field(default_factory=list)
     dataset: str = ""
     split: str = ""
+    ignored: list[str] = field(default_factory=list)  # files in a media folder that are neither videos nor frames
 
     @property
     def num_classes(self) -> int:
@@ -50,6 +52,22 @@ class DatasetSplit:
         total = len(self.missing) + len(self.records)
         names = ", ".join(self.missing[:first]) + (", ..." if len(self.missing) > first else "")
         return f"{self.dataset} {self.split}: {len(self.missing)} of {total} media missing ({names})"
+
+
+    def ignored_summary(self, first: int = 3) -> str:
+        """One line: how many files were not read as media, by extension, with the first few ('' when none)."""
+        return ignored_summary(self.ignored, f"{self.dataset} {self.split}", first)
+
+
+def ignored_summary(names: list[str], where: str, first: int = 3) -> str:
+    """``"<where>: 3 files ignored, not videos (.txt x2, .ts x1: a.txt, ...)"``; '' for no names."""
+    if not names:
+        return ""
+    counts = Counter(Path(name).suffix.lower() or "(no extension)" for name in names)
+    kinds = ", ".join(f"{suffix} x{n}" for suffix, n in counts.most_common())
+    shown = ", ".join(names[:first]) + (", ..." if len(names) > first else "")
+    return (f"{where}: {len(names)} file(s) ignored, neither a video file (cpnet.data.video.VIDEO_EXTENSIONS) nor a "
+            f"frame folder ({kinds}: {shown})")
 
 
 class EmptySplitError(ValueError):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cpnet.data.layout import (
     canonical_split,
+    check_class_count,
     check_not_empty,
     check_unique,
     find_file,
@@ -54,6 +55,7 @@ def read_classes(labels_file: Path) -> list[str]:
     mapping = _load_json(labels_file)
     if not isinstance(mapping, dict):
         raise ValueError(f"{labels_file}: expected an object mapping template -> class index")
+    check_class_count(len(mapping), labels_file)
     by_index = {_class_index(v, k, labels_file): k for k, v in mapping.items()}
     if not mapping or sorted(by_index) != list(range(len(mapping))):
         raise ValueError(f"{labels_file}: class indices must be 0 … {len(mapping) - 1}, each once")

@@ -16,17 +16,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import av
 import numpy as np
 from torch.utils.data import get_worker_info
 
 from cpnet.data import frames as _frames
+from cpnet.data.pyav import av  # imported on first use: cpnet runs without PyAV until a video is opened
 from cpnet.data.records import MediaError
 
 __all__ = ["MediaError", "SEEK_SECONDS", "VIDEO_EXTENSIONS", "announced_frames", "check_decoded", "count_frames",
-           "decode_from", "open_video", "probe", "read_clip"]
+           "decode_error", "decode_from", "limit_decoder", "open_video", "probe", "read_clip"]
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
+# What FFmpeg (PyAV) decodes and the folder, list and prepare readers take as videos; any other file is counted as
+# ignored and named in a warning, never dropped silently.
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".ogv",
+                    ".flv", ".3gp", ".wmv")
 SEEK_SECONDS = 2.0  # seek when the first wanted frame is further in than this; decoding from 0 is cheaper before
 
 
@@ -66,10 +69,27 @@ def open_video(path: Path) -> av.container.InputContainer:
         codec = container.streams.video[0].codec_context
         if codec.width and codec.height:
             _frames.check_frame_size(path, codec.width, codec.height)
+        limit_decoder(container.streams.video[0])
     except MediaError:
         container.close()
         raise
     return container
+
+
+def limit_decoder(stream: av.VideoStream) -> None:
+    """Give the decoder the pixel limit (FFmpeg's ``max_pixels``), so that a stream whose size changes midway (64²
+    to 16000²) is refused before the big frame is decoded, not after; set before the decoder opens."""
+    codec = stream.codec_context
+    if not codec.is_open:
+        codec.options = {**codec.options, "max_pixels": str(_frames.MAX_FRAME_PIXELS)}
+
+
+def decode_error(error: Exception) -> str:
+    """What a decoding error says, with the pixel limit named where the decoder's refusal reads as bad data."""
+    text = str(getattr(error, "strerror", None) or error)
+    if isinstance(error, av.error.InvalidDataError):
+        text += f"; a frame over {_frames.MAX_FRAME_PIXELS:,} pixels is refused so too"
+    return text
 
 
 def decode_from(
@@ -103,7 +123,7 @@ def decode_from(
             yield pos, frame
     except av.FFmpegError as e:
         where = "no frame decodes" if pos < 0 else f"decoding failed after frame {pos}"
-        raise MediaError(f"{path}: {where} ({getattr(e, 'strerror', None) or e})") from None
+        raise MediaError(f"{path}: {where} ({decode_error(e)})") from None
 
 
 class _Overshoot(Exception):

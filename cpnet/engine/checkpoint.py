@@ -103,6 +103,18 @@ def check_plain(obj: Any, where: str = "checkpoint") -> None:
                          "tensors, numbers, strings, lists and dicts (so it loads with weights_only=True)")
 
 
+def _shown(value: Any) -> str:
+    """A value read from a checkpoint as a message shows it: short scalars as they are, anything else by its kind
+    and size (never expanded: a file can nest shared references into a value whose repr never ends)."""
+    if value is None or isinstance(value, (bool, float)):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 64 else f"an integer of {value.bit_length():,} bits"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 80 else repr(value[:77]) + "…"
+    return f"a {type(value).__name__}"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a cpnet checkpoint safely (``weights_only=True``); refuse anything else with a message naming it."""
     path = Path(path)
@@ -115,7 +127,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a cpnet checkpoint (no 'format: {FORMAT}' entry)")
     if ckpt.get("version") != VERSION:
-        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (expected {VERSION})")
+        raise ValueError(f"{path}: checkpoint version {_shown(ckpt.get('version'))} is not supported "
+                         f"(expected {VERSION})")
     return ckpt
 
 
@@ -141,9 +154,9 @@ def check_compatible(ckpt: dict, model_name: str, num_classes: int, path: str | 
     """Refuse a checkpoint of another model or class count, naming what differs."""
     diffs = []
     if ckpt.get("model_name") != model_name:
-        diffs.append(f"model {ckpt.get('model_name')!r} (expected {model_name!r})")
+        diffs.append(f"model {_shown(ckpt.get('model_name'))} (expected {model_name!r})")
     if ckpt.get("num_classes") != num_classes:
-        diffs.append(f"{ckpt.get('num_classes')} classes (expected {num_classes})")
+        diffs.append(f"{_shown(ckpt.get('num_classes'))} classes (expected {num_classes})")
     if diffs:
         raise ValueError(f"{path} is for {' and '.join(diffs)}")
 
@@ -166,7 +179,7 @@ def load_for_finetuning(model: torch.nn.Module, ckpt: dict, model_name: str, pat
     fresh initialisation when the class count differs, or when ``class_names`` (the new data's) are not the
     checkpoint's; every other weight must fit exactly. Returns what was done, in one line."""
     if ckpt.get("model_name") != model_name:
-        raise ValueError(f"{path} holds a {ckpt.get('model_name')!r} model; this run builds {model_name!r}: set "
+        raise ValueError(f"{path} holds a {_shown(ckpt.get('model_name'))} model; this run builds {model_name!r}: set "
                          f"model.name (and model.options) to the checkpoint's to fine-tune it")
     state, own = dict(ckpt["model"]), model.state_dict()
     head_keys = [k for k in own if k.startswith(head + ".")]
@@ -178,7 +191,7 @@ def load_for_finetuning(model: torch.nn.Module, ckpt: dict, model_name: str, pat
     load_model_state(model, state, path)
     where = f"initialised from {path} (epoch {ckpt.get('epoch')})"
     if other_shape:
-        return f"{where}; new classifier: {len(theirs) or ckpt.get('num_classes')} classes there, " \
+        return f"{where}; new classifier: {len(theirs) or _shown(ckpt.get('num_classes'))} classes there, " \
                f"{own[head_keys[0]].shape[0]} here"
     if other_names:
         return f"{where}; new classifier: the checkpoint's {len(theirs)} classes are not these {len(class_names)}"

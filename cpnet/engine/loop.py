@@ -38,6 +38,8 @@ from cpnet.engine.progress import IntervalReport, ProgressOptions
 from cpnet.errors import MediaError
 from cpnet.metrics import topk_correct
 
+GradScaler = torch.amp.GradScaler if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler
+
 
 class NonFiniteLossError(ValueError):
     """The loss became NaN or infinite; the run stops before the bad step touches the weights or checkpoints."""
@@ -111,7 +113,7 @@ def train_one_epoch(
     *,
     device: torch.device,
     options: TrainOptions,
-    scaler: torch.amp.GradScaler,
+    scaler: GradScaler,
     epoch: int,
     log: Callable[[str], None] | None = None,
     on_progress: Callable[[dict], None] | None = None,
@@ -165,7 +167,7 @@ def train_one_epoch(
 
 
 def _train_step(model: nn.Module, batch, totals: _EpochTotals, *, device: torch.device, options: TrainOptions,
-                scaler: torch.amp.GradScaler, sync: bool, where: str) -> None:
+                scaler: GradScaler, sync: bool, where: str) -> None:
     """Forward and backward of one micro-batch, added to ``totals``; stops every rank on a non-finite loss."""
     labels = batch.labels.to(device, non_blocking=True)
     value, logits = _forward_backward(model, batch.clips, labels, device=device, options=options, scaler=scaler,
@@ -180,7 +182,7 @@ def _train_step(model: nn.Module, batch, totals: _EpochTotals, *, device: torch.
 
 
 def _forward_backward(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, *, device: torch.device,
-                      options: TrainOptions, scaler: torch.amp.GradScaler, sync: bool) -> tuple[float, torch.Tensor]:
+                      options: TrainOptions, scaler: GradScaler, sync: bool) -> tuple[float, torch.Tensor]:
     """Loss and gradients of one micro-batch; returns the loss value and the logits."""
     with autocast(device, options.amp, options.amp_dtype):
         logits = model(clips.to(device, non_blocking=True))
@@ -331,14 +333,16 @@ def _checkpoints(model, optimizer, schedule, scaler, epoch: int, meta: dict, rec
     return build
 
 
-def _grad_scaler(device: torch.device, options: TrainOptions) -> torch.amp.GradScaler:
+def _grad_scaler(device: torch.device, options: TrainOptions) -> GradScaler:
     """Loss scaling keeps float16 gradients from underflowing; bfloat16 has float32's range and needs none."""
     scaling = options.amp and device.type == "cuda" and options.amp_dtype == "float16"
-    return torch.amp.GradScaler("cuda", enabled=scaling)
+    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
+        return torch.amp.GradScaler("cuda", enabled=scaling)
+    return torch.cuda.amp.GradScaler(enabled=scaling)  # torch 2.2, the oldest the package declares
 
 
 def _train_and_validate(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
-                        scaler: torch.amp.GradScaler, train_loader: DataLoader, val_loader: DataLoader | None,
+                        scaler: GradScaler, train_loader: DataLoader, val_loader: DataLoader | None,
                         epoch: int, *, device: torch.device, options: TrainOptions,
                         log: Callable[[str], None] | None = None,
                         on_progress: Callable[[dict], None] | None = None) -> dict:

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch.nn as nn
 
-from cpnet.models.bounds import PARAMS_ENV, max_params, params_on_meta
+from cpnet.models.bounds import MAX_OPTIONS, OPTION_BOUNDS, PARAMS_ENV, brief, check_nested, max_params, params_on_meta
 from cpnet.models.weights import check_fits, load_weights
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["check_options", "create_model", "list_models", "register_model"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 HEAD = "fc"  # the classifier of every preset (VideoResNet.fc); left fresh when the class count changes
@@ -52,8 +52,13 @@ def create_model(name: str, num_classes: int | None = None, pretrained: str | Pa
 
     Options may come from a file (a checkpoint's ``model.options``), so the model is first laid out on the meta
     device and refused with a ValueError when it would have more than :func:`~cpnet.models.bounds.max_params`
-    parameters (2**30 unless ``$CPNET_MAX_PARAMS`` says otherwise); nothing is allocated before that check.
+    parameters (2**30 unless ``$CPNET_MAX_PARAMS`` says otherwise); nothing is allocated before that check. Before
+    they are formatted or used, options are bounded (:func:`check_options`): at most ``MAX_OPTIONS`` of them, each
+    within :data:`~cpnet.models.bounds.OPTION_BOUNDS`.
     """
+    check_options(overrides, "model options")
+    if not isinstance(name, str) or len(name) > 100:
+        raise ValueError(f"a model name is a preset's name (a short string), got {brief(name)}")
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -78,11 +83,19 @@ def create_model(name: str, num_classes: int | None = None, pretrained: str | Pa
     try:
         check_fits(model, state, pretrained)
     except ValueError as e:
-        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
-        hint = f"; options given here: {given} (the file's: {meta['options']})" if overrides else ""
+        given = ", ".join(f"{k}={brief(v)}" for k, v in overrides.items())
+        hint = f"; options given here: {given} (the file's: {brief(meta['options'])})" if overrides else ""
         raise ValueError(f"{e}{hint}") from None
     model.load_state_dict(state)
     return model
+
+
+def check_options(options: dict[str, Any], what: str) -> None:
+    """Refuse ``options`` with more than ``MAX_OPTIONS`` entries, or values beyond ``OPTION_BOUNDS`` (nesting,
+    values reached, text, integer size): a one-line ValueError naming ``what``, the option and the bound."""
+    if len(options) > MAX_OPTIONS:
+        raise ValueError(f"{what}: {len(options):,} options, more than the limit of {MAX_OPTIONS}")
+    check_nested(options, what, OPTION_BOUNDS)
 
 
 def _head_rows(state: dict) -> int | None:
@@ -95,7 +108,9 @@ def _build(name: str, num_classes: int, overrides: dict[str, Any]) -> nn.Module:
     """The preset ``name`` built with ``overrides``, after counting its parameters on the meta device."""
     build = _MODELS[name]
     limit = max_params()
-    options = ", ".join(f"{key}={value!r}" for key, value in {"num_classes": num_classes, **overrides}.items())
+    check_options(overrides, f"model {name!r} options")
+    every = {"num_classes": num_classes, **overrides}
+    options = ", ".join(f"{key}={brief(value)}" for key, value in every.items())
     count = params_on_meta(lambda: build(num_classes=num_classes, **overrides), f"model {name!r} with {options}")
     if count > limit:
         raise ValueError(f"model {name!r} with {options} would have {count:,} parameters, more than the limit of "

@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from cpnet.errors import unloadable_checkpoint
 from cpnet.files import atomic_output
+from cpnet.models.bounds import MAX_OPTIONS, OPTION_BOUNDS, NestedBounds, brief, check_nested
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "SAFETENSORS_FORMAT", "check_fits", "load_weights",
            "save_safetensors"]
@@ -36,6 +37,10 @@ CHECKPOINT_FORMAT = "cpnet-checkpoint"
 CHECKPOINT_VERSION = 1
 SAFETENSORS_FORMAT = "cpnet-weights"
 META_KEYS = ("model_name", "options", "class_names", "num_classes", "cpnet_version", "preprocessing")
+# What a file's meta may hold before it is looked at: a million class names at most (each up to 10,000 characters),
+# nothing nested deeper than 10; a safetensors metadata entry is at most 64 MiB of JSON.
+META_BOUNDS = NestedBounds(depth=10, values=1_000_000, text=10_000)
+MAX_META_JSON = 64 << 20
 
 
 def cpnet_version() -> str:
@@ -67,17 +72,21 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
         raise ValueError(f"{path} is neither a cpnet checkpoint (no 'format: {CHECKPOINT_FORMAT}' entry) nor a "
                          ".safetensors file")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')} is not supported "
+        raise ValueError(f"{path}: checkpoint version {brief(ckpt.get('version'))} is not supported "
                          f"(expected {CHECKPOINT_VERSION})")
     state = ckpt.get("model")
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: the checkpoint's 'model' entry is not a state dict of tensors")
-    model_cfg = (ckpt.get("config") or {}).get("model") or {}
-    names = list(ckpt.get("class_names") or [])
-    meta = {"format": CHECKPOINT_FORMAT, "model_name": ckpt.get("model_name"),
-            "options": dict(model_cfg.get("options") or {}), "class_names": names,
-            "num_classes": ckpt.get("num_classes", len(names) or None), "cpnet_version": ckpt.get("cpnet_version"),
-            "preprocessing": None}
+    config = ckpt.get("config") or {}
+    model_cfg = (config.get("model") if isinstance(config, Mapping) else None) or {}
+    options = (model_cfg.get("options") if isinstance(model_cfg, Mapping) else model_cfg) or {}
+    names = ckpt.get("class_names") or []
+    meta = {"format": CHECKPOINT_FORMAT, "model_name": ckpt.get("model_name"), "options": options,
+            "class_names": names, "num_classes": ckpt.get("num_classes", len(names) or None),
+            "cpnet_version": ckpt.get("cpnet_version"), "preprocessing": None}
+    check_nested(meta, f"{path}: the checkpoint's meta", META_BOUNDS)
+    meta["options"] = dict(options) if isinstance(options, Mapping) else options
+    meta["class_names"] = list(names) if isinstance(names, (list, tuple)) else names
     return dict(state), _checked_meta(meta, path)
 
 
@@ -96,26 +105,38 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
                          "`cpnet export --format safetensors` or cpnet.models.weights.save_safetensors")
     meta: dict[str, Any] = {"format": SAFETENSORS_FORMAT}
     for key in META_KEYS:
+        text = raw.get(key)
+        if text is not None and len(text) > MAX_META_JSON:
+            raise ValueError(f"{path}: metadata entry {key!r} holds {len(text):,} characters, more than the limit of "
+                             f"{MAX_META_JSON:,}")
         try:
-            meta[key] = json.loads(raw[key]) if key in raw else None
+            meta[key] = json.loads(text) if text is not None else None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: metadata entry {key!r} is not JSON: {e}") from None
+        except RecursionError:
+            raise ValueError(f"{path}: metadata entry {key!r} nests deeper than JSON decoding allows (the limit is "
+                             f"{META_BOUNDS[0]} levels)") from None
+    check_nested(meta, f"{path}: the cpnet metadata", META_BOUNDS)
     meta["options"] = meta["options"] or {}
     meta["class_names"] = meta["class_names"] or []
     return state, _checked_meta(meta, path)
 
 
 def _checked_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
-    """``meta`` after checking the types of the entries :func:`~cpnet.models.create_model` relies on."""
-    if not isinstance(meta["model_name"], str):
-        raise ValueError(f"{path} names no model (model_name is {meta['model_name']!r})")
+    """``meta`` after checking the types of the entries :func:`~cpnet.models.create_model` relies on, and the
+    options' bounds (:func:`~cpnet.models.registry.check_options`'s, named by the file here)."""
+    if not isinstance(meta["model_name"], str) or len(meta["model_name"]) > 100:
+        raise ValueError(f"{path} names no model (model_name is {brief(meta['model_name'])})")
     if not isinstance(meta["options"], dict) or not all(isinstance(k, str) for k in meta["options"]):
-        raise ValueError(f"{path}: the model options must be a mapping of names, got {meta['options']!r}")
+        raise ValueError(f"{path}: the model options must be a mapping of names, got {brief(meta['options'])}")
+    if len(meta["options"]) > MAX_OPTIONS:
+        raise ValueError(f"{path}: {len(meta['options']):,} model options, more than the limit of {MAX_OPTIONS}")
+    check_nested(meta["options"], f"{path}: model options", OPTION_BOUNDS)
     if not isinstance(meta["class_names"], list):
         raise ValueError(f"{path}: class_names must be a list, got {type(meta['class_names']).__name__}")
     count = meta["num_classes"]
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise ValueError(f"{path}: num_classes must be a positive integer, got {count!r}")
+        raise ValueError(f"{path}: num_classes must be a positive integer, got {brief(count)}")
     return meta
 
 

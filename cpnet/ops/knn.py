@@ -221,6 +221,8 @@ def cross_frame_knn(
     backend = native.backend_from_env() if backend is None else backend
     if backend not in native.BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(native.BACKENDS)}, got {backend!r}")
+    if n == 0:  # a batch of no clips: no lists to fill (the tile and block sizes divide by N·P)
+        return torch.empty((0, p, k), dtype=torch.long, device=x.device)
     if block_size is None:
         # int(): under tracing (export) the sizes are traced tensors; the row blocks are unrolled at trace time.
         block_size = int(max(hw, _BLOCK_ELEMENTS // max(1, n * p)))

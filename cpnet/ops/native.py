@@ -12,10 +12,14 @@ split like a shell command line, default ``cc``) in well under a second and load
 a hash of the sources, compiler and flags, so libraries of different compilers coexist.
 
 What is loaded: a cache folder is used only when it is a real folder (not a symbolic link) owned by this user and
-writable by no one else, inside folders that only this user or root can change (or sticky ones, like /tmp); the
+writable by no one else, on a path that only this user or root can change: every component as written, links
+followed one by one, must be a folder of this user or root writable by no one else, or a sticky one (like /tmp)
+whose entry on the path belongs to this user or root (another user's link in /tmp is refused, not followed); the
 folders it creates are mode 0700. Each build records the library's SHA-256 in ``<library>.sha256`` beside it. A
 cached library is loaded only when it and its record are regular files that pass the same owner and mode checks
-and its content has the recorded hash; otherwise it is rebuilt, never loaded, and one warning names the file and
+and its content has the recorded hash; the file is opened once (no links followed), hashed through that
+descriptor and loaded through it (``/proc/self/fd/N``; elsewhere from a private copy of the hashed bytes), so the
+bytes hashed are the bytes that run. Otherwise it is rebuilt, never loaded, and one warning names the file and
 the reason. Where no cache folder can be used, the library is built in a folder private to this process
 (tempfile.mkdtemp) that is deleted once the library is loaded; where no compiler works, the kNN falls back to its
 pure-torch path with one warning.
@@ -33,7 +37,6 @@ import platform
 import re
 import shlex
 import shutil
-import stat
 import subprocess
 import tempfile
 import threading
@@ -42,6 +45,12 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from cpnet.ops.private_files import Refused as _Refused
+from cpnet.ops.private_files import open_private as _open_private
+from cpnet.ops.private_files import prepare_folder as _prepare_folder
+from cpnet.ops.private_files import read_fd as _read_fd
+from cpnet.ops.private_files import read_private as _read_private
 
 __all__ = ["BACKENDS", "available", "backend_from_env", "build_error", "load", "threading_kind", "update"]
 
@@ -59,10 +68,7 @@ _UNNAMED = re.compile(r"knn_select-[0-9a-f]{16}\.so")  # libraries named before 
 _STATUS = {-2: "frame_points applies to row updates only", -3: "k must be at least 1"}
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "lib": the loaded library, or "error": why it could not be had
-
-
-class _Refused(RuntimeError):
-    """A folder or file that someone else could have written, or a library without its recorded hash."""
+_held_fds: list[int] = []  # descriptors libraries were loaded through (see _load_verified)
 
 
 def backend_from_env() -> str:
@@ -109,75 +115,65 @@ def _library_name(words: list[str], flags: tuple[str, ...], src: Path) -> tuple[
     return family, f"{family}{digest.hexdigest()[:16]}.so"
 
 
-def _check_private(path: Path, st: os.stat_result, what: str) -> None:
-    """Refuse ``path`` (its stat ``st``) unless it is no symbolic link, is owned by this user and is writable by
-    no one else."""
-    if stat.S_ISLNK(st.st_mode):
-        raise _Refused(f"{what} {path} is a symbolic link")
-    if st.st_uid != os.getuid():
-        raise _Refused(f"{what} {path} is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})")
-    if st.st_mode & 0o022:
-        raise _Refused(f"{what} {path} is writable by its group or others (mode {stat.S_IMODE(st.st_mode):o})")
-
-
-def _prepare_folder(folder: Path) -> None:
-    """Create ``folder`` and its missing parents, mode 0700; refuse it unless it is a private folder (see
-    _check_private) whose parents, links resolved, belong to this user or root and are writable by no one else
-    or sticky (like /tmp). No other user, root aside, can then add, replace or rename anything in it."""
-    missing, path = [], folder
-    while not os.path.lexists(path) and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass
-    st = os.lstat(folder)
-    if not stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
-        raise NotADirectoryError(f"{folder} is not a folder")
-    _check_private(folder, st, "cache folder")
-    real = Path(os.path.realpath(folder.parent))
-    for parent in (real, *real.parents):
-        st = os.stat(parent)
-        if st.st_uid not in (os.getuid(), 0):
-            raise _Refused(f"cache folder {folder} is inside {parent}, owned by uid {st.st_uid}")
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            raise _Refused(f"cache folder {folder} is inside {parent}, writable by its group or others "
-                           f"(mode {stat.S_IMODE(st.st_mode):o}, not sticky)")
-
-
-def _read_private(path: Path, what: str) -> bytes:
-    """The bytes of ``path``, refused unless it is a regular file that passes _check_private (checked again on
-    the open file, so the bytes read are those of the file checked)."""
-    _check_private(path, os.lstat(path), what)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as file:
-        st = os.fstat(file.fileno())
-        _check_private(path, st, what)
-        if not stat.S_ISREG(st.st_mode):
-            raise _Refused(f"{what} {path} is not a regular file")
-        return file.read()
-
-
 def _record_path(library: Path) -> Path:
     """Where the SHA-256 of ``library`` is recorded (one line in ``sha256sum`` format)."""
     return library.with_name(library.name + ".sha256")
 
 
+def _load_verified(path: Path, recorded: str | None) -> tuple[ctypes.CDLL, str]:
+    """(the library, its SHA-256) of ``path``, opened once: the hash is taken of the open file and that same file
+    is loaded, through ``/proc/self/fd/N`` where the system has it, else from a copy of the hashed bytes in a
+    private folder made beside it. ``recorded``: the SHA-256 the file must have (_Refused, before any dlopen, when
+    it differs); None to take it as it is (a library this process just built).
+
+    A descriptor that was loaded through stays open for the life of the process: the dynamic loader knows the
+    library by the name ``/proc/self/fd/N`` and would hand it out again for another file opened later as fd N."""
+    fd = _open_private(path, "library")
+    try:
+        data = _read_fd(fd)
+        digest = hashlib.sha256(data).hexdigest()
+        if recorded is not None and digest != recorded:
+            raise _Refused(f"library {path} does not have the SHA-256 recorded in {_record_path(path).name}")
+        if not os.path.isdir("/proc/self/fd"):
+            os.close(fd)
+            return _load_copy(data, path), digest
+        lib = ctypes.CDLL(f"/proc/self/fd/{fd}")
+    except BaseException:
+        if fd not in _held_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        raise
+    _held_fds.append(fd)
+    return lib, digest
+
+
+def _load_copy(data: bytes, path: Path) -> ctypes.CDLL:
+    """Load ``data`` from a copy in a folder made for it (mkdtemp, mode 0700) beside ``path``, whose folder has
+    passed _prepare_folder; the copy is deleted once loaded."""
+    folder = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX + "load-", dir=path.parent))
+    try:
+        copy = folder / path.name
+        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o700)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        return ctypes.CDLL(str(copy))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _load_cached(target: Path) -> ctypes.CDLL | None:
     """The cached library ``target``, None when there is none; _Refused, before any dlopen, when it or its hash
-    record is not private or its content does not have the recorded SHA-256. Its folder has passed
-    _prepare_folder, so only this user can change the file between the hash and the dlopen."""
+    record is not private or its content does not have the recorded SHA-256. The content hashed is the content
+    loaded (_load_verified): a file swapped in after the hash is never what runs."""
     if not os.path.lexists(target):
         return None
-    digest = hashlib.sha256(_read_private(target, "library")).hexdigest()
     record = _record_path(target)
     if not os.path.lexists(record):
         raise _Refused(f"library {target} has no recorded SHA-256 ({record.name} is missing)")
-    if _read_private(record, "hash record").decode("ascii", "replace").split()[:1] != [digest]:
-        raise _Refused(f"library {target} does not have the SHA-256 recorded in {record.name}")
-    return ctypes.CDLL(str(target))
+    recorded = _read_private(record, "hash record").decode("ascii", "replace").split()[:1]
+    return _load_verified(target, recorded[0] if recorded else "")[0]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -229,8 +225,7 @@ def _compile(cmd: list[str], target: Path) -> ctypes.CDLL:
         if done.returncode != 0:
             raise RuntimeError(f"{shlex.join(cmd)} failed: {done.stderr.strip()[-500:]}")
         os.chmod(tmp, 0o700)  # the linker creates its output with the umask's mode, which may let the group write
-        digest = hashlib.sha256(_read_private(Path(tmp), "library")).hexdigest()
-        lib = ctypes.CDLL(tmp)
+        lib, digest = _load_verified(Path(tmp), None)
         _write_atomic(_record_path(target), f"{digest}  {target.name}\n")
         os.replace(tmp, target)
         return lib

@@ -122,6 +122,12 @@ def fused_pair_mlp(
     if chunk is None:
         widest = max(u.shape[-1], layer1[0].shape[0] if layer1 is not None else 0)
         chunk = max(1, CHUNK_ELEMENTS // (n * k * widest))
+    if _autocast_enabled(u.device.type):
+        # The hand-written backward runs outside autocast and needs one dtype throughout (its scatter_add_ refuses a
+        # float32 gradient into a float16 buffer): under autocast the fused MLP runs in float32, as
+        # torch.amp.custom_fwd(cast_inputs=torch.float32) would run it (that API is torch >= 2.4; cpnet takes 2.2).
+        with torch.autocast(u.device.type, enabled=False):
+            return fused_pair_mlp(*_float32(u, v, idx, bn0, layer1, bn1), chunk)
     if layer1 is None:
         pooled, mean0, var0 = _PairMLP1.apply(u, v, idx, bn0[0], bn0[1], bn0[2], chunk)
         return pooled, [(mean0, var0)]
@@ -129,6 +135,22 @@ def fused_pair_mlp(
     pooled, mean0, var0, mean1, var1 = _PairMLP2.apply(u, v, idx, bn0[0], bn0[1], *layer1, bn1[0], bn1[1], bn0[2],
                                                        bn1[2], chunk)
     return pooled, [(mean0, var0), (mean1, var1)]
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type: CUDA's state, and the CPU's through its own function
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
+def _float32(u: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, bn0: tuple, layer1: tuple | None,
+             bn1: tuple | None) -> tuple:
+    """fused_pair_mlp's arguments with every floating tensor in float32 (idx and the eps values unchanged)."""
+    def f32(group: tuple | None) -> tuple | None:
+        return None if group is None else tuple(x.float() if isinstance(x, torch.Tensor) else x for x in group)
+
+    return u.float(), v.float(), idx, f32(bn0), f32(layer1), f32(bn1)
 
 
 def _neighbour_sums(u: torch.Tensor, idx: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,10 +69,11 @@ def test_text_output_ranks_topk_classes_and_top_still_works(capsys, video, check
     for option, k in (("--topk", 3), ("--top", 2)):
         code, out, err = _predict(capsys, video, "--checkpoint", checkpoint, option, str(k), "--device", "cpu")
         assert code == 0
-        lines = out.strip().splitlines()
+        header, *lines = out.strip().splitlines()
+        assert header.startswith(f"{video}: ") and "single views" in header  # which video the list is about
         assert [line.split()[0] for line in lines] == [f"{i}." for i in range(1, k + 1)]
         assert {line.split()[1] for line in lines} <= set(CLASS_NAMES)
-        assert "clips/s on cpu" in err  # throughput on stderr: stdout stays the ranked list
+        assert "clips/s on cpu" in err  # throughput on stderr: stdout stays the header and the ranked list
 
 
 def test_json_states_classes_model_checkpoint_views_and_throughput(capsys, video, checkpoint):
@@ -123,7 +124,7 @@ def test_device_cuda_without_a_gpu_is_a_one_line_error(capsys, video, checkpoint
     assert code == 2 and "--device=cuda" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_device_cuda_matches_cpu(capsys, video, checkpoint):
     on_cpu = _json(capsys, video, "--checkpoint", checkpoint, "--device", "cpu", "--views", "kinetics")
     on_gpu = _json(capsys, video, "--checkpoint", checkpoint, "--device", "cuda", "--views", "kinetics")
@@ -254,3 +255,29 @@ def test_a_dangling_timeline_symlink_is_refused_and_never_written_through(capsys
     assert code == 2 and "timeline.csv already exists" in err and not target.exists()
     assert _predict(capsys, *argv, "--force")[0] == 0
     assert not target.exists() and not (out / "timeline.csv").is_symlink()  # the link replaced, not followed
+
+
+def test_a_video_given_as_the_checkpoint_is_named_without_torchs_unsafe_advice(capsys, video):
+    """Issue 23.7: `predict --checkpoint video.mp4` relayed torch's advice to load with weights_only=False."""
+    code, _, err = _predict(capsys, video, "--checkpoint", video)
+    assert code == 2 and "not a PyTorch file at all" in err and "weights_only" not in err
+
+
+def test_overlay_writes_the_video_with_its_predictions_drawn(capsys, video, checkpoint, tmp_path):
+    """Issue 23.6: `predict --overlay out.mp4` (mmaction2's demo video): every frame of the input, with the top
+    classes of the window around it and a running timeline drawn on it."""
+    video = str(write_video(tmp_path / "big.mp4", indexed_frames(24, 144, 240, step=8), fps=FPS, codec="libx264"))
+    out = tmp_path / "overlay.mp4"
+    code, printed, err = _predict(capsys, video, "--checkpoint", checkpoint, "--overlay", str(out), "--topk", "2")
+    assert code == 0, err
+    assert f"wrote {out}" in printed and printed.splitlines()[0].startswith(f"{video}: ")
+    drawn, source = read_clip(out, np.arange(24)), read_clip(video, np.arange(24))
+    assert drawn.shape == source.shape  # every frame, the same size
+    box = np.abs(drawn[:, 4:16, 4:60].astype(int) - source[:, 4:16, 4:60]).mean()  # the labels at the top left
+    strip = np.abs(drawn[:, -8:].astype(int) - source[:, -8:]).mean()  # the running timeline along the bottom
+    middle = np.abs(drawn[:, 60:90, 120:200].astype(int) - source[:, 60:90, 120:200]).mean()  # nothing drawn
+    assert box > 10 and strip > 10 and middle < 4
+    code, _, err = _predict(capsys, video, "--checkpoint", checkpoint, "--overlay", str(out))
+    assert code == 2 and "already exists" in err  # nothing replaced without --force
+    code, _, err = _predict(capsys, video, "--checkpoint", checkpoint, "--overlay", str(tmp_path / "o.gif"))
+    assert code == 2 and "expected a video file name ending in .mp4" in err

@@ -159,7 +159,7 @@ def test_bad_media_without_skip_bad_stop_the_run_naming_the_file(synthetic_copy,
     cfg = tiny_config(synthetic_copy, epochs=1, data={"workers": workers})
     assert _train(write_config(tmp_path / "c.yaml", cfg), tmp_path / "run") == 2
     err = _one_error_line(capsys)
-    assert f"{bad}: cannot decode image" in err
+    assert f"{bad}: cannot decode image" in err and "set data.skip_bad: true" in err  # how to go on (23.7)
 
 
 @pytest.mark.parametrize("section, key, nearest", [("optim", "lrr", "'optim.lr'"), ("train", "lr", "'optim.lr'"),

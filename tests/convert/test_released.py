@@ -144,7 +144,7 @@ def test_convert_tf_command_writes_a_checkpoint_that_predict_accepts(tmp_path, m
     capsys.readouterr()
     video = write_frame_folder(tmp_path / "clip", indexed_frames(8, 40, 48))
     assert main(["predict", str(video), "--checkpoint", str(out)]) == 0
-    top = capsys.readouterr().out.strip().splitlines()
+    _, *top = capsys.readouterr().out.strip().splitlines()  # a header naming the video, then the ranked list
     assert len(top) == 5 and all(any(f". {n}  " in line for n in names) for line in top)
     other = [*argv[:5], "cpnet_r34_released_112", *argv[6:], "--force"]
     assert main(other) == 2 and "missing variable" in capsys.readouterr().err  # an R18 checkpoint is not an R34

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
+
+from cpnet.data.pyav import av  # imported on first use: the root conftest imports this module
 
 # Encoder settings that keep tiny test videos nearly lossless, so decoded frames can be compared with the input.
 CODEC_OPTIONS = {

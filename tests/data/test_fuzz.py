@@ -21,7 +21,7 @@ from tests.data.media import indexed_frames, write_frame_folder
 
 pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # count: conftest
 LABELS = ["Swiping Left", "Thumb Up", "Doing other things"]
 TEMPLATES = ["Pushing [something] from left to right", "Holding [something]"]
 

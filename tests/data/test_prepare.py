@@ -264,3 +264,34 @@ def test_a_fifo_named_like_a_video_is_bad_not_a_hang(src, tmp_path, capsys):
     assert main(["data", "prepare", "reencode", "--src", str(src), "--out", str(out), "--short-side", "16"]) == 1
     text = capsys.readouterr().out
     assert "bad pipe.mp4: " in text and "not a regular file" in text and "3 done" in text
+
+
+def test_lists_advise_a_command_that_exists_and_name_the_files_they_leave_out(tmp_path, capsys):
+    """Issue 23.5 and 23.6: the advice named `train --dataset list --root D`, which does not exist; a file that is
+    neither a video nor a frame folder was dropped without a word, and MPEG-TS (.ts) was one of them."""
+    import shlex
+
+    from cpnet.app.config import load_config
+
+    root = write_folder_tree(tmp_path / "data")
+    (root / "train" / "zumba" / "notes.txt").write_text("not a video\n")
+    (root / "train" / "zumba" / "d.ts").write_bytes(b"")  # an MPEG-TS file: read as a video now
+    out = tmp_path / "lists"
+    with pytest.warns(UserWarning, match=r"folder train: 1 file\(s\) ignored.*\.txt x1: zumba/notes.txt"):
+        assert main(["data", "prepare", "lists", "--root", str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "train.txt (4 videos)" in printed and "d.ts" in (out / "train.txt").read_text()
+    advice = printed.split("train with: ", 1)[1].split()
+    assert advice[:2] == ["cpnet", "train"]
+    overrides = [advice[i + 1] for i, word in enumerate(advice) if word == "--set"]
+    cfg = load_config(None, overrides)  # every advised key exists
+    assert cfg.data.dataset == "list" and cfg.data.root == str(out), shlex.join(advice)
+
+
+def test_prepare_counts_the_files_it_does_not_take_as_videos(tmp_path, capsys):
+    src = tmp_path / "src"
+    write_video(src / "a.mp4", indexed_frames(4, 32, 48), codec="libx264")
+    (src / "README.txt").write_text("my notes\n")
+    assert main(["data", "prepare", "frames", "--src", str(src), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "1 done" in printed and "source folder: 1 file(s) ignored" in printed and "README.txt" in printed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cpnet.data.sampling import dense_indices, sample_indices, segment_indices
@@ -61,7 +61,6 @@ def test_views_and_crops():
         crop_boxes(112, 112, 112, 5)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.integers(1, 300), st.integers(1, 32), st.integers(1, 8), st.integers(0, 2**31), st.floats(0, 1))
 def test_dense_and_segment_indices_are_always_valid(n, t, stride, seed, position):
     span = (t - 1) * stride + 1

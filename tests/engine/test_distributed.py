@@ -247,7 +247,7 @@ def test_linear_scaling_rule():
         linear_scaled_lr(0.1, 8, 0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (NCCL, SyncBatchNorm)")
+@pytest.mark.cuda  # NCCL, SyncBatchNorm
 def test_one_gpu_process_with_nccl_sync_bn_and_amp(tmp_path):
     config = tmp_path / "gpu.yaml"
     cfg = {**TINY, "data": {**TINY["data"], "root": str(tmp_path / "data")},

@@ -96,7 +96,7 @@ def test_zero_output_at_init_and_gradients_everywhere_once_gamma_is_nonzero() ->
 def _forward_backward(m: CPModule, s: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, dict, torch.Tensor]:
     s = s.clone().requires_grad_(True)
     out = m(s)
-    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype).to(out.device)
     (out * weight).sum().backward()
     return out.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}, s.grad
 
@@ -254,3 +254,45 @@ def test_bad_constructor_arguments() -> None:
         CPModule(4, k=2, mlp=[2], chunk_size=0)
     with pytest.raises(ValueError, match="coords must be"):
         CPModule(4, k=2, mlp=[2], coords="pixels")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kwargs", [{}, {"recompute": True}, {"recompute": True, "chunk_size": 5},
+                                    {"bottleneck": 4, "shrink": 2, "resample": "bilinear_tf1"},
+                                    {"recompute": True, "mlp": [5, 4, 3]}, {"decomposed": False}])
+def test_cuda_matches_cpu_forward_backward(kwargs: dict) -> None:
+    """Every pair-MLP path on the GPU: output, input gradient and every parameter gradient equal the CPU's in
+    float64 (the kNN then picks the same proposals), over a training and an eval step."""
+    torch.manual_seed(0)
+    cpu = _randomise(CPModule(6, k=4, **{"mlp": [5, 7], **kwargs}).double().train())
+    gpu = copy.deepcopy(cpu).cuda()
+    s = torch.randn(2, 6, 4, 5, 6, dtype=torch.float64)
+    out_c, grads_c, gs_c = _forward_backward(cpu, s)
+    out_g, grads_g, gs_g = _forward_backward(gpu, s.cuda())
+    torch.testing.assert_close(out_g.cpu(), out_c, **EXACT)
+    torch.testing.assert_close(gs_g.cpu(), gs_c, **EXACT)
+    for name in grads_c:
+        torch.testing.assert_close(grads_g[name].cpu(), grads_c[name], **EXACT, msg=name)
+    with torch.no_grad():
+        torch.testing.assert_close(gpu.eval()(s.cuda()).cpu(), cpu.eval()(s), **EXACT)
+
+
+@pytest.mark.parametrize("device,dtype", [("cpu", torch.bfloat16),
+                                          pytest.param("cuda", torch.float16, marks=pytest.mark.cuda),
+                                          pytest.param("cuda", torch.bfloat16, marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("recompute", [False, True])
+def test_autocast_forward_backward_is_finite_and_near_float32(device: str, dtype: torch.dtype, recompute: bool) -> None:
+    """Mixed precision as training runs it, the fused recompute path included (its backward once met a float32
+    gradient in a low-precision buffer): finite outputs and gradients, close to float32 (rounding may swap
+    near-tie proposals, so the tolerance is loose)."""
+    torch.manual_seed(0)
+    m = _randomise(CPModule(16, k=4, mlp=[16, 16], recompute=recompute)).to(device).train()
+    s = torch.randn(2, 16, 4, 7, 7, device=device)
+    ref = m(s)
+    with torch.autocast(device, dtype=dtype):
+        out = m(s.clone().requires_grad_(True))
+    out.float().square().mean().backward()
+    assert torch.isfinite(out).all()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert (out.float() - ref).abs().mean() < 0.1 * ref.abs().mean()

@@ -139,7 +139,24 @@ def test_auto_method_native_thresholds_and_fallback(monkeypatch: pytest.MonkeyPa
     assert calls == ["native rows", "rows", "native pairs", "pairs"]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu() -> None:
+@pytest.mark.cuda
+@pytest.mark.parametrize("block_size", [None, 1, 7])
+@pytest.mark.parametrize("method", ["rows", "pairs"])
+def test_cuda_matches_cpu(block_size: int | None, method: str) -> None:
     x = torch.randn(2, 6 * 16, 8, dtype=torch.float64)
-    assert torch.equal(cross_frame_knn(x.cuda(), 6, 5).cpu(), cross_frame_knn_dense(x, 6, 5))
+    idx = cross_frame_knn(x.cuda(), 6, 5, block_size=block_size, method=method)
+    assert idx.is_cuda and idx.dtype == torch.int64
+    assert torch.equal(idx.cpu(), cross_frame_knn_dense(x, 6, 5))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_low_precision_neighbours_are_in_other_frames_and_near(dtype: torch.dtype) -> None:
+    """What autocast hands the kNN on a GPU: the neighbours' float64 distances match the dense search's up to the
+    dtype's rounding (near-ties may swap)."""
+    t, hw, k = 4, 49, 8
+    x = torch.randn(2, t * hw, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    idx = cross_frame_knn(x.to("cuda", dtype), t, k).cpu()
+    assert (idx // hw != torch.arange(t * hw)[None, :, None] // hw).all()
+    tol = {torch.float32: 1e-4, torch.float16: 0.05, torch.bfloat16: 0.3}[dtype]
+    torch.testing.assert_close(_distances(x, idx), _distances(x, cross_frame_knn_dense(x, t, k)), atol=tol, rtol=tol)
