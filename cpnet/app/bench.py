@@ -18,12 +18,13 @@ from cpnet.reports.tables import text_table, write_csv
 
 @dataclass
 class BenchResult:
-    """A benchmark's rows, its table, the files written and the notes to print under the table."""
+    """A benchmark's rows, its table, the files written, the notes to print under the table and the warnings."""
 
     rows: list[dict]
     table: str
     files: list[Path]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # why the figures may be unreliable (printed on stderr)
 
 
 def _log(message: str) -> None:
@@ -55,21 +56,80 @@ def _overrides(options: list[str]) -> dict:
 
 
 def bench_runtime(model: str, *, size: int, frames: list[int], batch: list[int], baseline: str | None = None,
-                  options: list[str] = (), num_classes: int = 400, repeats: int = 5, device: str = "auto",
-                  threads: int | None = None, out: str | Path = "bench") -> BenchResult:
-    """Inference time per batch and videos/s of ``model`` (and ``baseline``) over the frames x batch grid."""
-    from cpnet.reports.runtime import plot_runtime, runtime_rows
+                  options: list[str] = (), num_classes: int = 400, repeats: int = 5, mode: str = "infer",
+                  amp: str = "off", channels_last: bool = False, device: str = "auto", threads: int | None = None,
+                  out: str | Path = "bench") -> BenchResult:
+    """Time per batch (median, min, max) and videos/s of ``model`` (and ``baseline``) over the frames x batch grid,
+    for inference or (``mode="train"``) a training step; warns when the machine's load or a point's spread makes
+    the figures unreliable."""
+    from cpnet.reports.machine import contention, snapshot
+    from cpnet.reports.runtime import AMP, MODES, plot_runtime, runtime_rows, unsteady_points
 
+    if mode not in MODES:
+        raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if amp not in ("off", *AMP):
+        raise ValueError(f"--amp must be off, {' or '.join(AMP)}, got {amp!r}")
+    if amp != "off" and resolve_device(device, "--device").type != "cuda":  # refused before --out is created
+        raise ValueError(f"--amp {amp} needs CUDA: cpnet uses autocast on CUDA only (its CPU runs are float32); "
+                         "use --amp off, or --device cuda on a machine with a GPU")
     where = _setup(device, threads, out)
+    used = torch.get_num_threads()
+    cpu = where.type == "cpu"  # the sgemm rate only says something about a CPU run
+    before = snapshot(used, sgemm=cpu)
+    count = len(dict.fromkeys([model] + ([baseline] if baseline else [])))
+    _log(f"timing {len(frames) * len(batch)} grid points x {count} model(s), {mode}: 1 warm-up and {repeats} timed "
+         f"call(s) each, interleaved; 1-min load average {before['load1']}")
     rows = runtime_rows(model, size, frames, batch, baseline=baseline, overrides=_overrides(list(options)),
-                        device=where, repeats=repeats, num_classes=num_classes, log=_log)
+                        device=where, repeats=repeats, num_classes=num_classes, mode=mode,
+                        amp=None if amp == "off" else amp, channels_last=channels_last, log=_log)
+    after = snapshot(used, sgemm=cpu)
     out = Path(out)
-    files = [write_csv(rows, out / "runtime.csv"), plot_runtime(rows, out / "runtime.png")]
-    cols = ["model", "frames", "batch", "seconds", "videos_per_s"] + (["vs_baseline"] if baseline else [])
-    table = text_table(rows, cols, {"seconds": ".4f", "videos_per_s": ".2f", "vs_baseline": ".2f"})
-    notes = [f"{model} / {baseline} at {size}², {r['frames']} frames, batch {r['batch']}: "
-             f"{r['vs_baseline']:.2f}x" for r in rows if "vs_baseline" in r]
-    return BenchResult(rows, table, files, notes)
+    stem = "_".join(["runtime"] + (["train"] if mode == "train" else []) + ([amp] if amp != "off" else [])
+                    + (["channels_last"] if channels_last else []))
+    files = [write_csv(rows, out / f"{stem}.csv"), plot_runtime(rows, out / f"{stem}.png")]
+    ratios = any("vs_baseline" in r for r in rows)
+    table = text_table(_display(rows), ["model", "frames", "batch", "seconds", "min-max", "videos_per_s"]
+                       + (["vs_baseline", "ratio_min-max"] if ratios else []),
+                       {"seconds": ".4f", "videos_per_s": ".2f", "vs_baseline": ".2f"})
+    what = "training step" if mode == "train" else "inference"
+    notes = [f"{model} / {baseline} {what} at {size}², {r['frames']} frames, batch {r['batch']}: "
+             f"{r['vs_baseline']:.2f}x ({r['vs_baseline_min']:.2f}-{r['vs_baseline_max']:.2f} over {repeats} "
+             f"repeat{'s' if repeats != 1 else ''})" for r in rows if "vs_baseline" in r]
+    notes.append(_load_note(before, after, used))
+    return BenchResult(rows, table, files, notes, _runtime_warnings(rows, contention(before, after, used),
+                                                                    unsteady_points(rows)))
+
+
+def _load_note(before: dict, after: dict, threads: int) -> str:
+    text = f"machine: 1-min load average {before['load1']} before the grid, {after['load1']} after, {threads} thread(s)"
+    if "sgemm_gflops" in before:
+        text += f"; sgemm {before['sgemm_gflops']} GFLOP/s before, {after['sgemm_gflops']} after"
+    return text
+
+
+def _display(rows: list[dict]) -> list[dict]:
+    """The rows with their spreads as one compact cell each, for the printed table."""
+    shown = []
+    for r in rows:
+        row = dict(r, **{"min-max": f"{r['seconds_min']:.4f}-{r['seconds_max']:.4f}"})
+        if "vs_baseline" in r:
+            row["ratio_min-max"] = f"{r['vs_baseline_min']:.2f}-{r['vs_baseline_max']:.2f}"
+        shown.append(row)
+    return shown
+
+
+def _runtime_warnings(rows: list[dict], load: dict, unsteady: list[str]) -> list[str]:
+    """Why the figures may not be the machine's: other work running (load average, sgemm) or points whose
+    repeats disagree."""
+    from cpnet.reports.runtime import SPREAD_LIMIT
+
+    warnings = [f"the machine was shared: {reason}; the times are slower and the ratios noisier than on an "
+                "idle machine" for reason in load["reasons"]]
+    if unsteady:
+        warnings.append(f"the repeats disagree (slowest over {SPREAD_LIMIT}x the fastest) at {len(unsteady)} of "
+                        f"{len(rows)} points: {', '.join(unsteady)}; measure them again on a quieter machine (or "
+                        "with more --repeats)")
+    return warnings
 
 
 def bench_memory(sizes: list[str] | None = None, *, k: int = 8, blocks: list[str] | None = None, repeats: int = 3,

@@ -20,7 +20,7 @@ from cpnet.app.config import Config, config_from_dict
 from cpnet.app.runfolder import RunFolder
 from cpnet.metrics import subset_accuracy
 from cpnet.reports.figures import plot_per_class
-from cpnet.reports.machine import describe, machine_info
+from cpnet.reports.machine import contention, describe, describe_load, load_average, machine_info, snapshot
 
 # key -> (label, preset, extra model options). One placement for both the CP and the NL block: layer2 block 0,
 # where the maps are 8x8 at 32x32 input with stem_stride=1. CP's output BN starts at gamma=1: with the paper's
@@ -152,7 +152,8 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = No
     runs = {key: _demo_run_dir(out / "runs" / key) for key in keys}  # refused before any work when not the demo's
     results: dict[str, dict] = {}
     machine = machine_info(threads=size.threads)
-    log(f"machine: {describe(machine)}")
+    before = {"load1": load_average(), "sgemm_gflops": machine["sgemm_gflops"]}
+    log(f"machine: {describe(machine)}; 1-min load average {before['load1']}")
     start = time.perf_counter()
     data = replace(demo_config(keys[0], size, data_root, seed).data, workers=size.write_workers)
     prepare_data(data, log)  # once, untimed per model; reused if present
@@ -179,12 +180,18 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = No
                         "pair_top1": subset_accuracy(evaluated.video_labels, predictions, paired),
                         "params": trained["params"], "epochs": cfg.train.epochs, "train_seconds": train_seconds,
                         "per_class": evaluated.summary["per_class_accuracy"]}
+    total_seconds = time.perf_counter() - start
+    after = snapshot(size.threads)  # the sgemm again: a machine that got busier during the run runs it slower
+    load = {"before": before, "after": after, **contention(before, after, size.threads, machine["cores"])}
     summary = {"models": results, "size": asdict(size), "seed": seed, "data": data_root, "data_seconds": data_seconds,
-               "total_seconds": time.perf_counter() - start, "machine": machine, "smoke_test": size.smoke_test}
+               "total_seconds": total_seconds, "machine": machine, "load": load, "smoke_test": size.smoke_test}
     write_report(out, summary)
     log(format_table(results))
     if summary["smoke_test"]:
         log(SMOKE_TEST)
+    if load["contended"]:
+        log(f"warning: the machine was shared during the demo: {'; '.join(load['reasons'])}; its times are slower "
+            "than this machine gives alone")
     log(f"report: {out / 'report.md'}")
     return summary
 
@@ -248,5 +255,6 @@ def write_report(out: Path, summary: dict) -> None:
         f"Machine: {describe(summary['machine'])}. Times scale with the machine (a 2-core AVX2-only CPU is about "
         "2-4x slower than an AVX-512 one); accuracies are the same on the same machine and torch build, and may "
         "differ slightly elsewhere (rounding changes which neighbour or which tied maximum wins).",
+        *(["", f"Load: {describe_load(summary['load'], s['threads'])}"] if "load" in summary else []),
     ]
     (out / "report.md").write_text("\n".join(text) + "\n")

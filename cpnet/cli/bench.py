@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cpnet.app.bench import BenchResult
 
@@ -20,11 +21,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "model's inference time goes.")
     sub = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
 
-    r = sub.add_parser("runtime", help="inference time per batch and videos/s against batch size")
+    r = sub.add_parser("runtime", help="inference (or training step) time per batch and videos/s against batch size",
+                       description="Time per batch (median, min and max over the repeats) and videos/s over a "
+                                   "frames x batch grid, with a progress line and ETA per point on stderr. Warns "
+                                   "(stderr) when other work was running (load average, sgemm rate) or a point's "
+                                   "repeats differ by more than 1.3x.")
     _model_args(r)
-    r.add_argument("--baseline", help="a second preset timed on the same grid, e.g. c2d_r34; prints the ratio")
+    r.add_argument("--baseline", help="a second preset timed on the same grid, e.g. c2d_r34; prints the ratio "
+                                      "(median, min and max of the per-repeat ratios)")
     r.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32], help="clip lengths (default 8 16 32)")
     r.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="batch sizes (default 1..16)")
+    r.add_argument("--mode", choices=("infer", "train"), default="infer",
+                   help="infer (default): forward in eval mode; train: one training step (forward, backward, SGD "
+                        "step) in train mode on random labels")
+    r.add_argument("--amp", choices=("off", "float16", "bfloat16"), default="off",
+                   help="autocast dtype, CUDA only (default off: float32)")
+    r.add_argument("--channels-last", action="store_true", help="channels-last weights and clips")
     _common(r, repeats=5)
     r.set_defaults(func=run_runtime)
 
@@ -63,7 +75,10 @@ def _common(p: argparse.ArgumentParser, repeats: int) -> None:
 
 
 def _emit(args: argparse.Namespace, result: BenchResult) -> int:
-    """Either the JSON list or the table, the notes and where the files went."""
+    """The warnings (stderr, so that --json keeps stdout one JSON list), then either the JSON list or the table,
+    the notes and where the files went."""
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.rows))
         return 0
@@ -80,7 +95,9 @@ def run_runtime(args: argparse.Namespace) -> int:
 
     return _emit(args, bench_runtime(args.model, size=args.size, frames=args.frames, batch=args.batch,
                                      baseline=args.baseline, options=args.option, num_classes=args.num_classes,
-                                     repeats=args.repeats, device=args.device, threads=args.threads, out=args.out))
+                                     repeats=args.repeats, mode=args.mode, amp=args.amp,
+                                     channels_last=args.channels_last, device=args.device, threads=args.threads,
+                                     out=args.out))
 
 
 def run_memory(args: argparse.Namespace) -> int:

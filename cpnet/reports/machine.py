@@ -81,3 +81,69 @@ def describe(info: dict) -> str:
     if info["isa_env"]:
         text += ", " + " ".join(f"{k}={v}" for k, v in info["isa_env"].items())
     return text
+
+
+# When a timing is "contended": other work kept at least this many cores busy while our threads and it together
+# wanted more cores than the machine has, or the slower of the sgemm rates measured at the start and again at the end
+# is below this fraction of the faster.
+OTHER_LOAD_CORES = 1.0
+SGEMM_DROP = 0.7
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (processes running or waiting for a core, averaged over about a minute), None
+    where the system keeps none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def snapshot(threads: int, sgemm: bool = True) -> dict:
+    """The machine's load now: ``load1`` and, with ``sgemm``, the sgemm rate at ``threads`` threads."""
+    state = {"load1": load_average()}
+    if sgemm:
+        state["sgemm_gflops"] = round(sgemm_gflops(threads=threads), 1)
+    return state
+
+
+def contention(before: dict, after: dict, threads: int, cores: int | None = None) -> dict:
+    """Whether other work shared the machine between two :func:`snapshot` s taken before and after a run of
+    ``threads`` busy threads.
+
+    The load average cannot tell our process from others', so the other work is estimated from below: the load
+    before the run (we were idle then) and the load after it minus our threads (a run of a minute or more adds up to
+    ``threads`` itself). It is ``contended`` when that other work is at least OTHER_LOAD_CORES and, with our
+    threads, wanted more cores than there are, or when the sgemm rates before and after differ by more than
+    SGEMM_DROP (after under 0.7x before, or before under 0.7x after: busy at the start).
+    ``reasons`` says which, in words."""
+    cores = cores or os.cpu_count() or 1
+    loads = [v for v in (before.get("load1"), None if after.get("load1") is None else after["load1"] - threads)
+             if v is not None]
+    other = round(max(0.0, *loads), 2) if loads else None
+    reasons = []
+    if other is not None and other >= OTHER_LOAD_CORES and other + threads > cores:
+        reasons.append(f"other work kept about {other:.1f} of {cores} cores busy beside our {threads} thread(s) "
+                       f"(1-min load average {before.get('load1')} before, {after.get('load1')} after)")
+    rates = before.get("sgemm_gflops"), after.get("sgemm_gflops")
+    ratio = round(rates[1] / rates[0], 2) if None not in rates and rates[0] > 0 else None
+    if ratio is not None and ratio < SGEMM_DROP:
+        reasons.append(f"sgemm fell from {rates[0]} to {rates[1]} GFLOP/s ({ratio:.2f}x) during the run")
+    elif ratio is not None and ratio > 1 / SGEMM_DROP:  # the machine was busy when the run started
+        reasons.append(f"sgemm rose from {rates[0]} to {rates[1]} GFLOP/s ({ratio:.2f}x) during the run")
+    return {"other_load": other, "sgemm_ratio": ratio, "contended": bool(reasons), "reasons": reasons}
+
+
+def describe_load(load: dict, threads: int) -> str:
+    """One sentence on the load during a run of ``threads`` threads: ``load`` holds the ``before`` and ``after``
+    :func:`snapshot` s and their :func:`contention` verdict."""
+    before, after = load["before"], load["after"]
+    text = (f"1-min load average {before.get('load1')} at the start, {after.get('load1')} at the end (other work "
+            f"about {load['other_load']} cores beside our {threads} thread(s))")
+    if load["sgemm_ratio"] is not None:
+        text += (f"; sgemm {before['sgemm_gflops']} GFLOP/s at the start, {after['sgemm_gflops']} at the end "
+                 f"({load['sgemm_ratio']:.2f}x)")
+    if load["contended"]:
+        return (f"**Contended**: {'; '.join(load['reasons'])}. The times are slower than this machine gives "
+                f"alone (accuracies are unaffected). {text[0].upper()}{text[1:]}.")
+    return f"Not contended: {text}."

@@ -14,8 +14,13 @@ from tests.helpers import ROOT
 CONFIGS = ROOT / "configs" / "synthetic"
 
 
-def test_demo_quick_runs_end_to_end(tmp_path, capsys):
+def test_demo_quick_runs_end_to_end(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
+    loads = iter([0.2, 2.5])  # the 1-min load average at the start and at the end: others took 1.5 cores of 2
+    monkeypatch.setattr("cpnet.app.demo.load_average", lambda: next(loads))
+    monkeypatch.setattr("cpnet.reports.machine.load_average", lambda: next(loads))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("cpnet.reports.machine.sgemm_gflops", lambda **kw: 100.0)  # as measured, without the noise
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
@@ -36,6 +41,14 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     machine = summary["machine"]  # what it ran on, so users can compare their times with ours
     assert machine["threads"] == 1 and machine["sgemm_gflops"] > 0 and machine["cpu_capability"]
     assert f"Machine: {machine['cpu']}" in report and machine["cpu_capability"] in report
+    # the load before and after, the sgemm measured again at the end, and the verdict
+    load = summary["load"]
+    assert load["before"] == {"load1": 0.2, "sgemm_gflops": machine["sgemm_gflops"]}
+    assert load["after"] == {"load1": 2.5, "sgemm_gflops": 100.0} and load["sgemm_ratio"] == 1.0
+    assert load["other_load"] == 1.5 and load["contended"] and "1.5 of 2 cores" in load["reasons"][0]
+    assert "Load: **Contended**: other work kept about 1.5 of 2 cores busy" in report
+    assert "load average 0.2 at the start, 2.5 at the end" in report
+    assert "warning: the machine was shared during the demo" in printed
     # The models share one frame cache: the set is decoded while C2D trains, then served from memory.
     cache_lines = [line for line in printed.splitlines() if line.startswith("frame cache:")]
     assert len(cache_lines) == 4 and "kept in memory for every model and epoch" in report
@@ -43,10 +56,12 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert rates[0] < rates[-1] and rates[-1] >= 70
     # A second run reuses the dataset (same manifest) and replaces the previous runs.
     stamp = (out / "data" / MANIFEST).stat().st_mtime_ns
+    loads = iter([0.0, 1.0])  # one busy thread of ours: not contended
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--models", "c2d", "--seed", "3"]) == 0
     assert (out / "data" / MANIFEST).stat().st_mtime_ns == stamp
     second = json.loads((out / "summary.json").read_text())
     assert list(second["models"]) == ["c2d"] and second["seed"] == 3
+    assert not second["load"]["contended"] and "Load: Not contended" in (out / "report.md").read_text()
     assert load_config(out / "runs" / "c2d" / "config.yaml").train.seed == 3  # the seed reaches training
 
 
