@@ -2,10 +2,15 @@
 
     python3 scripts/gpu_check.py parse -- ARGS...            # would `python3 -m cpnet ARGS...` start? (dry run)
     python3 scripts/gpu_check.py export CHECKPOINT OUT_DIR   # the export step: export, then run it on the GPU
+    python3 scripts/gpu_check.py speed OUT_DIR [--dry-run]   # the speed tables: `cpnet bench runtime`, four ways
 
 ``parse`` checks a cpnet command line without running it: cpnet's own parser reads it (unknown options and bad
 choices fail as they would), a config and its ``--set`` overrides load through the schema (an unknown or mistyped
 key fails with the valid names), and ``--model``/``--baseline`` name registered models.
+
+``speed`` runs `cpnet bench runtime` as a user would, CPNet against C2D at the released Jester setting (R34,
+stem stride 1, 112², 27 classes): inference and a training step, each in float32 and in float16 autocast with
+channels-last; with ``--dry-run`` it only parses the four command lines.
 
 ``export`` runs `cpnet export` as a user would — a TorchScript archive and an ONNX graph, each verified against
 PyTorch on the CPU by the command itself — then loads the TorchScript archive onto the GPU and compares its logits
@@ -85,6 +90,31 @@ def _device_vs_cpu(archive: Path, shape: list, device: str) -> float:
     return diff
 
 
+_JESTER = ["--baseline", "c2d_r34", "--option", "stem_stride=1", "--num-classes", "27", "--size", "112",
+           "--frames", "8", "16", "--repeats", "5"]
+SPEED_RUNS = [  # what follows `python -m cpnet bench runtime`, before --device and --out
+    ["--model", "cpnet_r34", *_JESTER, "--batch", "2", "8"],
+    ["--model", "cpnet_r34", *_JESTER, "--batch", "2", "8", "--amp", "float16", "--channels-last"],
+    ["--mode", "train", "--model", "cpnet_r34_released_112", *_JESTER, "--option", "padding=same",
+     "--option", "bn_eps=0.001", "--batch", "2"],
+    ["--mode", "train", "--model", "cpnet_r34_released_112", *_JESTER, "--option", "padding=same",
+     "--option", "bn_eps=0.001", "--batch", "2", "--amp", "float16", "--channels-last"],
+]
+
+
+def speed(out: Path, device: str, dry_run: bool) -> int:
+    """The four speed tables into ``out`` (their file names differ); 1 when any of them failed."""
+    failed = 0
+    for args in SPEED_RUNS:
+        argv = ["bench", "runtime", *args, "--device", device, "--out", str(out)]
+        print(f"== python -m cpnet {' '.join(argv)}", flush=True)
+        if dry_run:
+            parse(argv)
+        else:
+            failed |= subprocess.run([sys.executable, "-m", "cpnet", *argv]).returncode != 0
+    return int(failed)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="action", required=True)
@@ -94,9 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("checkpoint", type=Path, help="a checkpoint written by `cpnet train`")
     e.add_argument("out", type=Path, help="folder for the exports")
     e.add_argument("--device", default="cuda", help="where the TorchScript archive runs (default cuda)")
+    f = sub.add_parser("speed", help="the speed tables: cpnet bench runtime, inference and training, fp32 and AMP")
+    f.add_argument("out", type=Path, help="folder for the CSVs and PNGs")
+    f.add_argument("--device", default="cuda", help="where to time (default cuda)")
+    f.add_argument("--dry-run", action="store_true", help="only check that each command line parses")
     args = ap.parse_args(argv)
     if args.action == "parse":
         return parse(args.argv[1:] if args.argv[:1] == ["--"] else args.argv)
+    if args.action == "speed":
+        return speed(args.out, args.device, args.dry_run)
     return export(args.checkpoint, args.out, args.device)
 
 
