@@ -57,6 +57,7 @@ def visualize_checkpoint(checkpoint: str | Path, video: str | Path, *, module: s
         with atomic_output(html) as tmp:
             tmp.write_text(page, encoding="utf-8")
         files.append(Path(html))
-        text += f"\nexplorer: {len(trace.modules)} CP modules ({', '.join(trace.modules)}), " \
+        count = f"{len(trace.modules)} CP module{'s' if len(trace.modules) > 1 else ''}"
+        text += f"\nexplorer: {count} ({', '.join(trace.modules)}), " \
                 f"{len(trace.frames)} frames, {Path(html).stat().st_size / 1e6:.2f} MB"
     return rows, text, files
