@@ -368,6 +368,7 @@ class LoadedClip(NamedTuple):
     clip: torch.Tensor  # (1, 3, T, S, S) as the model sees it
     frames: np.ndarray  # uint8 (T, S, S, 3), the same clip for display
     class_names: list[str]
+    model_name: str  # the checkpoint's preset, e.g. cpnet_r34_released_112
 
 
 def load_clip(path: Path, checkpoint: Path, device: str = "cpu") -> LoadedClip:
@@ -379,4 +380,5 @@ def load_clip(path: Path, checkpoint: Path, device: str = "cpu") -> LoadedClip:
     clip = single_file_clip(cfg.data, path, ckpt["class_names"])  # (3, T, S, S), normalised
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
     frames = ((clip * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 3, 0)  # (T, S, S, 3)
-    return LoadedClip(model, clip[None].to(device), frames.numpy(), list(ckpt["class_names"]))
+    return LoadedClip(model, clip[None].to(device), frames.numpy(), list(ckpt["class_names"]),
+                      cfg.model.name)

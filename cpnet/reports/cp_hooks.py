@@ -84,3 +84,30 @@ def capture_cp(model: nn.Module, clip: torch.Tensor, name: str | None = None) ->
     trace = cp.trace(seen["inputs"])
     return CPCapture(name, cp, seen["inputs"], trace.pair_activations, trace.output, trace.grid, trace.neighbours,
                      trace.search_output)
+
+
+@torch.inference_mode()
+def capture_all(model: nn.Module, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, CPCapture]]:
+    """One forward of ``model`` (eval mode) on ``clip``: its logits (N, classes) and a :class:`CPCapture` of every
+    CP module, by name in forward order (as :func:`capture_cp` for one, without a forward per module)."""
+    modules = cp_modules(model)
+    if not modules:
+        raise ValueError(f"the model ({type(model).__name__}) has no CP module to look at; use a cpnet_* preset")
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, cp in modules.items():
+        def keep(_module: nn.Module, args: tuple, name: str = name) -> None:
+            seen.setdefault(name, args[0].detach().clone())
+
+        handles.append(cp.register_forward_pre_hook(keep))
+    try:
+        logits = model.eval()(clip)
+    finally:
+        for handle in handles:
+            handle.remove()
+    captures = {}
+    for name, cp in modules.items():
+        trace = cp.trace(seen[name])
+        captures[name] = CPCapture(name, cp, seen[name], trace.pair_activations, trace.output, trace.grid,
+                                   trace.neighbours, trace.search_output)
+    return logits, captures

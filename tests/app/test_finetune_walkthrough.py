@@ -83,6 +83,11 @@ def test_fine_tuning_the_demos_cpnet_with_the_readme_config(tmp_path, capsys):
     preset alone; a config contradicting its options is refused naming both values."""
     demo = tmp_path / "runs" / "demo"
     assert main(["demo", "--quick", "--models", "cpnet", "--out", str(demo), "--no-progress"]) == 0
+    # the README's explorer command on the demo's model and one of its clips
+    page = tmp_path / "explore.html"
+    assert main(["visualize", "--checkpoint", str(demo / "runs" / "cpnet" / "checkpoint_best.pt"), "--input",
+                 str(demo / "data" / "20bn-jester-v1" / "1"), "--html", str(page)]) == 0
+    assert "explorer: 1 CP module (layer2.0.cp), 4 frames" in capsys.readouterr().out and page.stat().st_size > 0
     cfg = readme_config("finetune-demo-config")
     assert cfg["model"] == {"name": "cpnet_r18", "init": "runs/demo/runs/cpnet/checkpoint_best.pt"}
     cfg["model"]["init"] = str(tmp_path / cfg["model"]["init"])

@@ -83,9 +83,16 @@ def test_eval_export_and_visualize_accept_a_converted_checkpoint(converted, tmp_
     assert main(["export", "--checkpoint", str(converted), "--format", "torchscript", "--frames", "4", "--size", "64",
                  "--out", str(out)]) == 0 and out.exists()
     clip = write_frame_folder(tmp_path / "clip", indexed_frames(12, 60, 80))
+    page = tmp_path / "explore.html"
     assert main(["visualize", "--checkpoint", str(converted), "--input", str(clip), "--out", str(tmp_path / "vis"),
-                 "--num-points", "1"]) == 0
+                 "--num-points", "1", "--html", str(page)]) == 0
     assert (tmp_path / "vis" / "correspondences.csv").exists()
+    # the explorer of the released R34 at 112²: 12 frames, five CP modules (k = 8 as released, on 14×14 grids;
+    # the fixture's width 8 changes no array's size), well under the 5 MB the issue allows
+    printed = capsys.readouterr().out
+    assert "explorer: 5 CP modules (layer2.2.cp, layer2.3.cp, layer3.3.cp, layer3.4.cp, layer3.5.cp), 12 frames" \
+        in printed
+    assert page.stat().st_size < 1_000_000
 
 
 @pytest.mark.robustness
