@@ -15,12 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cpnet.app.config import Config, config_from_dict
 from cpnet.app.runfolder import RunFolder
 from cpnet.metrics import subset_accuracy
 from cpnet.reports.figures import plot_per_class
 from cpnet.reports.machine import contention, describe, describe_load, load_average, machine_info, snapshot
+
+if TYPE_CHECKING:  # the cache is made (and its module imported) only when the demo runs
+    from cpnet.data.cache import FrameCache
 
 # key -> (label, preset, extra model options). One placement for both the CP and the NL block: layer2 block 0,
 # where the maps are 8x8 at 32x32 input with stem_stride=1. CP's output BN starts at gamma=1: with the paper's
@@ -140,10 +144,7 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = No
     ``size`` replaces the preset (FULL, or QUICK with ``quick``) to try other budgets; ``seed`` is the training
     seed of every model (the dataset does not change with it)."""
     from cpnet.app.datasets import prepare_data, read_split
-    from cpnet.app.evaluate import eval_run
-    from cpnet.app.train import train_run
     from cpnet.data.cache import FrameCache
-    from cpnet.data.synthetic import TIME_REVERSED_PAIRS
 
     out = Path(out_dir)
     size = size or (QUICK if quick else FULL)
@@ -166,20 +167,7 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = No
         log(f"decoded {frames} frames of {len(paths)} clips into memory in {time.perf_counter() - t0:.1f} s")
     data_seconds = time.perf_counter() - start
     for key in keys:
-        cfg = demo_config(key, size, data_root, seed)
-        run = runs[key]
-        log(f"== {MODELS[key][0]} ({cfg.model.name}) ==")
-        t0 = time.perf_counter()
-        trained = train_run(cfg, run.path, force=True, progress=progress, prepare=False, cache=cache, log=log)
-        train_seconds = time.perf_counter() - t0
-        evaluated = eval_run(cfg, run.last, run.path / "eval", cache=cache, log=log)
-        names = list(evaluated.summary["per_class_accuracy"])
-        paired = [names.index(n) for pair in TIME_REVERSED_PAIRS for n in pair]
-        predictions = evaluated.video_scores.argmax(axis=1)
-        results[key] = {"label": MODELS[key][0], "model": cfg.model.name, "top1": evaluated.summary["video_top1"],
-                        "pair_top1": subset_accuracy(evaluated.video_labels, predictions, paired),
-                        "params": trained["params"], "epochs": cfg.train.epochs, "train_seconds": train_seconds,
-                        "per_class": evaluated.summary["per_class_accuracy"]}
+        results[key] = _train_and_score(key, demo_config(key, size, data_root, seed), runs[key], cache, progress, log)
     total_seconds = time.perf_counter() - start
     after = snapshot(size.threads)  # the sgemm again: a machine that got busier during the run runs it slower
     load = {"before": before, "after": after, **contention(before, after, size.threads, machine["cores"])}
@@ -194,6 +182,27 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path | None = No
             "than this machine gives alone")
     log(f"report: {out / 'report.md'}")
     return summary
+
+
+def _train_and_score(key: str, cfg: Config, run: RunFolder, cache: FrameCache | None, progress: bool | None,
+                     log: Callable[[str], None]) -> dict:
+    """Train demo model ``key`` into ``run``, evaluate it, and return its row of the report."""
+    from cpnet.app.evaluate import eval_run
+    from cpnet.app.train import train_run
+    from cpnet.data.synthetic import TIME_REVERSED_PAIRS
+
+    log(f"== {MODELS[key][0]} ({cfg.model.name}) ==")
+    t0 = time.perf_counter()
+    trained = train_run(cfg, run.path, force=True, progress=progress, prepare=False, cache=cache, log=log)
+    train_seconds = time.perf_counter() - t0
+    evaluated = eval_run(cfg, run.last, run.path / "eval", cache=cache, log=log)
+    names = list(evaluated.summary["per_class_accuracy"])
+    paired = [names.index(n) for pair in TIME_REVERSED_PAIRS for n in pair]
+    predictions = evaluated.video_scores.argmax(axis=1)
+    return {"label": MODELS[key][0], "model": cfg.model.name, "top1": evaluated.summary["video_top1"],
+            "pair_top1": subset_accuracy(evaluated.video_labels, predictions, paired), "params": trained["params"],
+            "epochs": cfg.train.epochs, "train_seconds": train_seconds,
+            "per_class": evaluated.summary["per_class_accuracy"]}
 
 
 def format_table(results: dict[str, dict]) -> str:
