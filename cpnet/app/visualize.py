@@ -4,6 +4,7 @@ query points, and an HTML page that explores every CP module by clicking (:mod:`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cpnet.app.predict import load_clip
@@ -25,16 +26,22 @@ def trace_clip(checkpoint: str | Path, video: str | Path) -> ClipTrace:
 
 def visualize_checkpoint(checkpoint: str | Path, video: str | Path, *, module: str | None = None,
                          points: list[tuple[int, int, int]] | None = None, num_points: int = 3,
-                         out: str | Path | None = None,
-                         html: str | Path | None = None) -> tuple[list[dict], str, list[Path]]:
+                         out: str | Path | None = None, html: str | Path | None = None,
+                         force: bool = False) -> tuple[list[dict], str, list[Path]]:
     """Run ``checkpoint`` on the centre clip of ``video`` and trace ``module`` (default: the first CP module) for
     ``points`` (t, h, w on its search grid; default: the ``num_points`` strongest responses). Writes
     ``correspondences.csv`` and ``correspondences.png`` into ``out`` (default ``visualize``, or nothing when only
     ``html`` is asked for) and the explorer of every CP module to ``html``, opening at ``module`` and the first
-    point. Returns (rows, a title line and table, files written)."""
+    point. Existing files are refused unless ``force``. Returns (rows, a title line and table, files written)."""
     if points is None and num_points < 1:
         raise ValueError(f"--num-points must be >= 1, got {num_points}")
     checkpoint, video = Path(checkpoint), Path(video)
+    folder = Path(out if out is not None else "visualize") if out is not None or html is None else None
+    targets = ([folder / "correspondences.csv", folder / "correspondences.png"] if folder else []) + (
+        [Path(html)] if html is not None else [])
+    existing = [t for t in targets if os.path.lexists(t)]
+    if existing and not force:  # before the model runs: nothing a user has is replaced unasked
+        raise ValueError(f"{existing[0]} already exists; pass --force to replace it (or choose another --out/--html)")
     loaded = load_clip(video, checkpoint)
     trace = trace_model(loaded.model, loaded.clip, loaded.frames, loaded.class_names)
     name = module if module is not None else next(iter(trace.modules))
@@ -47,10 +54,9 @@ def visualize_checkpoint(checkpoint: str | Path, video: str | Path, *, module: s
             f"{corr.width} channels, search grid {corr.grid[0]}x{corr.grid[1]}x{corr.grid[2]}"
     text = f"{title}\n{text_table(rows, COLUMNS)}"
     files = []
-    if out is not None or html is None:
-        out = Path(out if out is not None else "visualize")
-        files += [write_csv(rows, out / "correspondences.csv"),
-                  plot_correspondences(loaded.frames, rows, corr.grid, out / "correspondences.png", title)]
+    if folder is not None:
+        files += [write_csv(rows, folder / "correspondences.csv"),
+                  plot_correspondences(loaded.frames, rows, corr.grid, folder / "correspondences.png", title)]
     if html is not None:
         page = explorer_html(trace, f"{checkpoint.name} ({loaded.model_name}) on {video.name}", name,
                              points[0] if points else None)

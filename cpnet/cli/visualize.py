@@ -27,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                  "with --html, none unless given)")
     p.add_argument("--html", metavar="FILE", help="write an interactive explorer of every CP module (one HTML file, "
                                                   "opens from disk): click a point of a frame to see its proposals")
+    p.add_argument("--force", action="store_true", help="replace correspondences.csv/.png and the --html file when "
+                   "they exist (refused otherwise)")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list on stdout")
     p.set_defaults(func=run)
 
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     points = [_parse_point(p) for p in args.points] if args.points else None
     rows, text, files = visualize_checkpoint(args.checkpoint, args.input, module=args.module, points=points,
-                                              num_points=args.num_points, out=args.out, html=args.html)
+                                              num_points=args.num_points, out=args.out, html=args.html,
+                                              force=args.force)
     if args.json:
         print(json.dumps(rows))
         return 0

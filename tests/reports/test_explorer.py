@@ -111,5 +111,5 @@ def test_cli_html_beside_the_png_opens_at_the_given_module_and_point(explorer_ch
     start = page_data(page.read_text(encoding="utf-8"))["start"]
     assert start == {"module": "layer3.0.cp", "t": 1, "y": pytest.approx(4.5 / 6), "x": pytest.approx(0.5 / 6)}
     assert main(["visualize", "--checkpoint", str(ck), "--input", str(clip), "--html", str(page),
-                 "--module", "layer9.cp"]) == 2
+                 "--module", "layer9.cp", "--force"]) == 2
     assert "no CP module named 'layer9.cp'; expected one of layer2.0.cp, layer3.0.cp" in capsys.readouterr().err

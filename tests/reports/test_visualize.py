@@ -119,8 +119,9 @@ def test_cli_prints_what_it_writes(checkpoint, tmp_path, capsys):
         mine = [r for r in table if r["query"] == str(q)]
         assert sum(int(r["active_wins"]) for r in mine) == int(mine[0]["active"]) <= int(table[0]["width"]) == 4
 
-    assert main(["visualize", "--checkpoint", str(ck), "--input", str(clip), "--out", str(out), "--num-points", "3",
-                 "--json"]) == 0
+    again = ["visualize", "--checkpoint", str(ck), "--input", str(clip), "--out", str(out), "--num-points", "3"]
+    assert main(again) == 2 and "correspondences.csv already exists; pass --force" in capsys.readouterr().err
+    assert main([*again, "--json", "--force"]) == 0
     rows = json.loads(capsys.readouterr().out)
     responses = [r["response"] for r in rows[::4]]
     assert len(rows) == 12 and responses == sorted(responses, reverse=True)  # the strongest responses first
