@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import cpnet
 from cpnet.app.predict import load_clip
 from cpnet.app.visualize import trace_clip
 from cpnet.cli import main
@@ -113,3 +114,21 @@ def test_cli_html_beside_the_png_opens_at_the_given_module_and_point(explorer_ch
     assert main(["visualize", "--checkpoint", str(ck), "--input", str(clip), "--html", str(page),
                  "--module", "layer9.cp", "--force"]) == 2
     assert "no CP module named 'layer9.cp'; expected one of layer2.0.cp, layer3.0.cp" in capsys.readouterr().err
+
+
+def test_the_ssv2_released_model_at_224_traces_and_pages_within_a_few_megabytes():
+    """Issue 25.4: the SSv2 model (`cpnet_r34_released_224`: five CP modules, 224² crops), here at width 8 with
+    random weights on a 12-frame clip: every module traced, the page well under 5 MB."""
+    from cpnet.reports.explorer import explorer_html, trace_model
+
+    torch.manual_seed(0)
+    model = cpnet.create_model("cpnet_r34_released_224", num_classes=174, width=8).eval()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (12, 224, 224, 3), dtype=np.uint8)
+    clip = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float().div(255)  # (1, 3, 12, 224, 224)
+    trace = trace_model(model, clip, frames, [f"template {i}" for i in range(174)])
+    assert len(trace.modules) == 5
+    for m in trace.modules.values():
+        assert m.proposals.shape == (np.prod(m.grid), m.k) and (m.proposals < np.prod(m.grid)).all()
+    page = explorer_html(trace, "ssv2", None, None)
+    assert len(page.encode()) < 5e6  # random frames compress worst: a real clip's page is smaller
