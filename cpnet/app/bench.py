@@ -5,6 +5,7 @@ the files and one-line notes (the ratios); the CLI prints them or the rows as JS
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +42,17 @@ def output_folder(path: str | Path) -> Path:
     return out
 
 
-def _setup(device: str, threads: int | None, out: str | Path) -> torch.device:
+def _setup(device: str, threads: int | None, out: str | Path, names: list[str], force: bool) -> torch.device:
+    """Check the options and the output folder, refusing results of an earlier run there (``names``) unless
+    ``force``: all before the benchmark runs."""
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
     where = resolve_device(device, "--device")
-    output_folder(out)
+    folder = output_folder(out)
+    existing = [folder / name for name in names if os.path.lexists(folder / name)]
+    if existing and not force:
+        raise ValueError(f"{existing[0]} already exists (an earlier benchmark's results); pass --force to replace "
+                         "them, or choose another --out")
     if threads is not None:
         torch.set_num_threads(threads)
     return where
@@ -58,7 +65,7 @@ def _overrides(options: list[str]) -> dict:
 def bench_runtime(model: str, *, size: int, frames: list[int], batch: list[int], baseline: str | None = None,
                   options: list[str] = (), num_classes: int = 400, repeats: int = 5, mode: str = "infer",
                   amp: str = "off", channels_last: bool = False, device: str = "auto", threads: int | None = None,
-                  out: str | Path = "bench") -> BenchResult:
+                  out: str | Path = "bench", force: bool = False) -> BenchResult:
     """Time per batch (median, min, max) and videos/s of ``model`` (and ``baseline``) over the frames x batch grid,
     for inference or (``mode="train"``) a training step; warns when the machine's load or a point's spread makes
     the figures unreliable."""
@@ -72,7 +79,9 @@ def bench_runtime(model: str, *, size: int, frames: list[int], batch: list[int],
     if amp != "off" and resolve_device(device, "--device").type != "cuda":  # refused before --out is created
         raise ValueError(f"--amp {amp} needs CUDA: cpnet uses autocast on CUDA only (its CPU runs are float32); "
                          "use --amp off, or --device cuda on a machine with a GPU")
-    where = _setup(device, threads, out)
+    stem = "_".join(["runtime"] + (["train"] if mode == "train" else []) + ([amp] if amp != "off" else [])
+                    + (["channels_last"] if channels_last else []))
+    where = _setup(device, threads, out, [f"{stem}.csv", f"{stem}.png"], force)
     used = torch.get_num_threads()
     cpu = where.type == "cpu"  # the sgemm rate only says something about a CPU run
     before = snapshot(used, sgemm=cpu)
@@ -84,8 +93,6 @@ def bench_runtime(model: str, *, size: int, frames: list[int], batch: list[int],
                         amp=None if amp == "off" else amp, channels_last=channels_last, log=_log)
     after = snapshot(used, sgemm=cpu)
     out = Path(out)
-    stem = "_".join(["runtime"] + (["train"] if mode == "train" else []) + ([amp] if amp != "off" else [])
-                    + (["channels_last"] if channels_last else []))
     files = [write_csv(rows, out / f"{stem}.csv"), plot_runtime(rows, out / f"{stem}.png")]
     ratios = any("vs_baseline" in r for r in rows)
     table = text_table(_display(rows), ["model", "frames", "batch", "seconds", "min-max", "videos_per_s"]
@@ -133,12 +140,13 @@ def _runtime_warnings(rows: list[dict], load: dict, unsteady: list[str]) -> list
 
 
 def bench_memory(sizes: list[str] | None = None, *, k: int = 8, blocks: list[str] | None = None, repeats: int = 3,
-                 device: str = "auto", threads: int | None = None, out: str | Path = "bench") -> BenchResult:
+                 device: str = "auto", threads: int | None = None, out: str | Path = "bench",
+                 force: bool = False) -> BenchResult:
     """Forward+backward peak memory and time of one CP module against one non-local block at each size
     (``N,T,H,W,C``); ``device`` auto measures the CPU, and CUDA too when present."""
     from cpnet.reports.memory import DEFAULT_BLOCKS, REFERENCES, SIZES, memory_rows, plot_memory
 
-    _setup(device, threads, out)
+    _setup(device, threads, out, ["memory.csv", "memory.png"], force)
     if device == "auto":  # the CPU always, and the GPU too when there is one
         devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
     else:
@@ -173,13 +181,13 @@ def _fraction(ratio: float | None, ref: str) -> str:
 
 def bench_profile(model: str, *, size: int, frames: int = 8, batch: int = 1, options: list[str] = (),
                   num_classes: int = 400, repeats: int = 5, device: str = "auto", threads: int | None = None,
-                  out: str | Path = "bench") -> BenchResult:
+                  out: str | Path = "bench", force: bool = False) -> BenchResult:
     """The share of ``model``'s inference time in the backbone, the kNN, the pair MLP and the rest."""
     from cpnet.models.registry import create_model
     from cpnet.reports.profile import plot_profile, profile_model
     from cpnet.reports.runtime import check_grid
 
-    where = _setup(device, threads, out)
+    where = _setup(device, threads, out, ["profile.csv", "profile.png"], force)
     check_grid(size, [frames], [batch], repeats, 1)
     torch.manual_seed(0)
     net = create_model(model, num_classes=num_classes, **_overrides(list(options))).to(where)

@@ -71,6 +71,7 @@ def _common(p: argparse.ArgumentParser, repeats: int) -> None:
                    help="default auto: CUDA when present (memory: the CPU, and CUDA too when present)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--out", default="bench", help="folder for the CSV and PNG (default ./bench)")
+    p.add_argument("--force", action="store_true", help="replace the CSV and PNG an earlier run left in --out")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list on stdout")
 
 
@@ -97,14 +98,14 @@ def run_runtime(args: argparse.Namespace) -> int:
                                      baseline=args.baseline, options=args.option, num_classes=args.num_classes,
                                      repeats=args.repeats, mode=args.mode, amp=args.amp,
                                      channels_last=args.channels_last, device=args.device, threads=args.threads,
-                                     out=args.out))
+                                     out=args.out, force=args.force))
 
 
 def run_memory(args: argparse.Namespace) -> int:
     from cpnet.app.bench import bench_memory
 
     return _emit(args, bench_memory(args.sizes, k=args.k, blocks=args.blocks, repeats=args.repeats,
-                                    device=args.device, threads=args.threads, out=args.out))
+                                    device=args.device, threads=args.threads, out=args.out, force=args.force))
 
 
 def run_profile(args: argparse.Namespace) -> int:
@@ -112,4 +113,4 @@ def run_profile(args: argparse.Namespace) -> int:
 
     return _emit(args, bench_profile(args.model, size=args.size, frames=args.frames, batch=args.batch,
                                      options=args.option, num_classes=args.num_classes, repeats=args.repeats,
-                                     device=args.device, threads=args.threads, out=args.out))
+                                     device=args.device, threads=args.threads, out=args.out, force=args.force))

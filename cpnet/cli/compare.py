@@ -19,6 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", nargs=2, metavar=("A", "B"), help="names for the two runs (default: their models)")
     p.add_argument("--top", type=int, default=10, help="gains and losses listed in the markdown (default 10)")
     p.add_argument("--out", default="compare", help="folder for compare.csv, compare.md, compare.png")
+    p.add_argument("--force", action="store_true", help="replace compare.csv/.md/.png an earlier run left in --out")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list on stdout")
     p.set_defaults(func=run)
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from cpnet.app.compare import compare_runs
 
     rows, text, files = compare_runs(args.run_a, args.run_b, report=args.report, labels=args.labels, top=args.top,
-                                     out=args.out)
+                                     out=args.out, force=args.force)
     if args.json:
         print(json.dumps(rows))
         return 0

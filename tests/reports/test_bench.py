@@ -78,7 +78,9 @@ def test_runtime_table_csv_json_and_ratio(tmp_path, capsys):
     assert all(r["vs_baseline"] == "" for r in table[4:])
     assert "machine: 1-min load average" in printed
 
-    assert main([*args, "--json"]) == 0
+    assert main([*args, "--json"]) == 2  # the first run's results are kept unless --force
+    assert "runtime.csv already exists (an earlier benchmark's results); pass --force" in capsys.readouterr().err
+    assert main([*args, "--json", "--force"]) == 0
     rows = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON list
     _same(read_csv(out / "runtime.csv"), rows, ["model", "frames", "batch", "seconds", "seconds_min", "seconds_max",
                                                 "videos_per_s"])
@@ -281,7 +283,7 @@ def test_profile_cli_files_match(tmp_path, capsys):
     assert rows[1]["seconds"] > 0 and rows[2]["seconds"] > 0  # kNN and pair MLP were timed
     _same(read_csv(out / "profile.csv"), rows, ["component", "model", "frames", "batch"])
     assert (out / "profile.png").stat().st_size > 0
-    assert main(args) == 0
+    assert main([*args, "--force"]) == 0
     shown = printed_table(capsys.readouterr().out, "component")
     table = read_csv(out / "profile.csv")
     assert [p["component"] for p in shown] == [r["component"] for r in table]

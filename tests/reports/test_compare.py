@@ -64,7 +64,9 @@ def test_cli_files_match_printed_output(runs, tmp_path, capsys):
     assert [r["class_name"] for r in table] == ["slide_right", "grow", "static", "slide_left"]
     assert [float(r["gain"]) for r in table] == pytest.approx([0.5, 0.25, 0.0, -0.25])
 
-    assert main(["compare", str(a), str(b), "--out", str(out), "--json"]) == 0
+    assert main(["compare", str(a), str(b), "--out", str(out), "--json"]) == 2  # kept unless --force
+    assert "compare.csv already exists; pass --force" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "--out", str(out), "--json", "--force"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["class_name"] for r in rows] == [r["class_name"] for r in table]
     assert [r["gain"] for r in rows] == pytest.approx([float(r["gain"]) for r in table], rel=1e-5)
