@@ -4,6 +4,7 @@ own videos (re-encode, extract frames, write list files; :mod:`cpnet.data.prepar
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -33,8 +34,11 @@ def synth(out: Path, *, num_train: int, num_val: int, num_frames: int, size: int
 
 
 def check(dataset: str, root: Path, splits: list[str] | None, *, quick: bool, workers: int, min_frames: int,
-          allow_missing: bool, json_path: Path | None = None) -> tuple[str, bool]:
-    """Decode every record of ``dataset``'s splits; returns (the report to print, whether the check failed)."""
+          allow_missing: bool, json_path: Path | None = None, force: bool = False) -> tuple[str, bool]:
+    """Decode every record of ``dataset``'s splits; returns (the report to print, whether the check failed). An
+    existing ``json_path`` is refused before anything is decoded, unless ``force``."""
+    if json_path is not None and os.path.lexists(json_path) and not force:
+        raise ValueError(f"--json {json_path} already exists; pass --force to replace it")
     reports = check_dataset(dataset, root, splits, quick=quick, workers=workers, min_frames=min_frames)
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(report_dict(reports), indent=1))

@@ -37,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--min-frames", type=int, default=1, help="flag videos with fewer frames than this")
     check.add_argument("--allow-missing", action="store_true", help="missing media do not fail the check")
     check.add_argument("--json", type=Path, help="also write the full report as JSON here")
+    check.add_argument("--force", action="store_true", help="replace the --json file if it exists")
     check.set_defaults(func=run_check)
     _add_prepare(sub)
 
@@ -76,7 +77,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     text, failed = data.check(args.dataset, args.root, args.split, quick=args.quick, workers=args.workers,
-                              min_frames=args.min_frames, allow_missing=args.allow_missing, json_path=args.json)
+                              min_frames=args.min_frames, allow_missing=args.allow_missing, json_path=args.json,
+                              force=args.force)
     print(text)
     return 1 if failed else 0
 

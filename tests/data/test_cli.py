@@ -50,7 +50,9 @@ def test_check_kinetics_quick_with_json_report(kinetics_root, tmp_path, capsys):
     assert "missing (1): bbb_000000_000010" in capsys.readouterr().out
     data = json.loads(report.read_text())
     assert [r["split"] for r in data] == ["train", "validation"] and data[1]["frames"]["median"] == 10
-    assert main([*args, "--allow-missing"]) == 0
+    assert main([*args, "--allow-missing"]) == 2  # the report of the first run is kept unless --force
+    assert "--json" in capsys.readouterr().err and json.loads(report.read_text()) == data
+    assert main([*args, "--allow-missing", "--force"]) == 0
 
 
 def test_check_user_errors_exit_2(tmp_path, capsys):
