@@ -3,6 +3,7 @@ dataset on disk): videos encoded with PyAV, folders of JPEG frames, and frames w
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -36,21 +37,35 @@ def frame_index_of(frame: np.ndarray, step: int = 8) -> int:
     return int(round((float(frame.mean()) - 20) / step))
 
 
+def _encode(container, frames: np.ndarray, codec: str, fps: int, options: dict[str, str]) -> None:
+    """Encode uint8 (T, H, W, 3) RGB frames as the one video stream of the open output ``container``."""
+    _, height, width, _ = frames.shape
+    stream = container.add_stream(codec, rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = dict(options)
+    for array in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def write_video(path: Path, frames: np.ndarray, fps: int = 12, codec: str = "libvpx") -> Path:
     """Encode uint8 (T, H, W, 3) RGB frames to ``path`` (container from the suffix) with PyAV."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _, height, width, _ = frames.shape
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = dict(CODEC_OPTIONS.get(codec, {}))
-        for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        _encode(container, frames, codec, fps, CODEC_OPTIONS.get(codec, {}))
     return path
+
+
+def encode_video(frames: np.ndarray, fmt: str, codec: str, fps: int = 10) -> bytes:
+    """The bytes of uint8 (T, H, W, 3) RGB frames encoded in container format ``fmt`` (e.g. ``mpegts``, raw
+    ``h264``), as a network stream would carry them, with the encoder's own defaults."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as container:
+        _encode(container, frames, codec, fps, {})
+    return buf.getvalue()
 
 
 def write_frame_folder(folder: Path, frames: np.ndarray, pattern: str = "{:05d}.jpg", start: int = 1) -> Path:

@@ -5,7 +5,6 @@ subprocess reads it with :class:`StreamReader` and gets SIGINT once its reads st
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
@@ -16,9 +15,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+
+from tests.data.media import encode_video
 
 pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
 
@@ -39,24 +39,11 @@ except KeyboardInterrupt:
 """
 
 
-def _ts_stream(seconds: int, fps: int = 10) -> bytes:
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mpegts") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        for i in range(seconds * fps):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i % 256, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return buf.getvalue()
-
-
 @pytest.fixture
 def stalled_url() -> Iterator[str]:
     """An http:// URL that serves ten seconds of video, then stalls with the connection open."""
-    body = _ts_stream(10)
+    frames = np.repeat((np.arange(100) % 256).astype(np.uint8), 64 * 64 * 3).reshape(100, 64, 64, 3)
+    body = encode_video(frames, "mpegts", "mpeg4", fps=10)  # ten seconds at 10 fps
     server = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
 

@@ -4,14 +4,12 @@ before the big frame is decoded."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -20,6 +18,7 @@ from cpnet.data.frames import media_kind
 from cpnet.data.records import MediaError
 from cpnet.data.stream import StreamReader, check_local_source, is_live_source
 from cpnet.data.video import decode_from, open_video
+from tests.data.media import encode_video
 
 pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
 
@@ -77,17 +76,8 @@ def test_check_local_source_lets_files_urls_and_devices_through(tmp_path: Path) 
 
 
 def _raw_h264(width: int, height: int, count: int) -> bytes:
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="h264") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(count):
-            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 40 * i, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return buf.getvalue()
+    frames = np.stack([np.full((height, width, 3), 40 * i, np.uint8) for i in range(count)])
+    return encode_video(frames, "h264", "libx264")
 
 
 @pytest.fixture

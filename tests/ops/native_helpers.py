@@ -20,3 +20,16 @@ def _compiler_found() -> bool:
 
 
 NEEDS_CC = pytest.mark.skipif(not _compiler_found(), reason="no C compiler for the native kNN selection")
+
+# A library an attacker plants where the loader looks: its constructor runs at dlopen, before any check in Python,
+# and writes the file $CPNET_TEST_MARKER names, so a test sees whether it was ever loaded.
+PLANTED_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void planted(void) {
+    const char *marker = getenv("CPNET_TEST_MARKER");
+    FILE *f = marker ? fopen(marker, "w") : NULL;
+    if (f) { fputs("the planted library ran\n", f); fclose(f); }
+}
+int cpnet_knn_abi_version(void) { return -1; }
+"""

@@ -20,23 +20,13 @@ import pytest
 
 from cpnet.ops import native
 from tests.helpers import ROOT
+from tests.ops.native_helpers import PLANTED_C
 
 OTHER_UID = 12345  # a user that is not us
 AS_ROOT = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                              reason="planting another user's files needs root")
 pytestmark = [pytest.mark.skipif(shutil.which("cc") is None, reason="no cc for the native kNN selection"),
               pytest.mark.robustness]  # an attack: `pytest -m robustness`
-
-PLANTED_C = r"""
-#include <stdio.h>
-#include <stdlib.h>
-__attribute__((constructor)) static void planted(void) {
-    const char *marker = getenv("CPNET_TEST_MARKER");
-    FILE *f = marker ? fopen(marker, "w") : NULL;
-    if (f) { fputs("the planted library ran\n", f); fclose(f); }
-}
-int cpnet_knn_abi_version(void) { return -1; }
-"""
 
 PROBE = """
 import json, warnings

@@ -19,22 +19,11 @@ import pytest
 
 from cpnet.ops import native
 from cpnet.ops.private_files import Refused, prepare_folder
-from tests.ops.native_helpers import NEEDS_CC
+from tests.ops.native_helpers import NEEDS_CC, PLANTED_C
 
 pytestmark = pytest.mark.robustness  # an attack or a failure injected: `pytest -m robustness`
 
 OTHER_UID = 12345  # a user that is not us
-
-PLANTED_C = r"""
-#include <stdio.h>
-#include <stdlib.h>
-__attribute__((constructor)) static void planted(void) {
-    const char *marker = getenv("CPNET_TEST_MARKER");
-    FILE *f = marker ? fopen(marker, "w") : NULL;
-    if (f) { fputs("the planted library ran\n", f); fclose(f); }
-}
-int cpnet_knn_abi_version(void) { return -1; }
-"""
 
 
 def _owned_by_another_user(link: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,16 +43,22 @@ def _owned_by_another_user(link: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "lstat", lstat)
 
 
-@pytest.fixture
-def shared_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``<tmp>/shared/x``: a link in a sticky world-writable folder (a /tmp stand-in), owned by another user and
-    pointing at a folder of ours."""
+def _sticky_link(tmp_path: Path) -> tuple[Path, Path]:
+    """(``<tmp>/shared/x``, ``<tmp>/home``): a link in a sticky world-writable folder (a /tmp stand-in) to a
+    private folder of ours."""
     shared, home = tmp_path / "shared", tmp_path / "home"
     shared.mkdir()
     shared.chmod(0o1777)
     home.mkdir(mode=0o700)
-    link = shared / "x"
-    link.symlink_to(home, target_is_directory=True)
+    (shared / "x").symlink_to(home, target_is_directory=True)
+    return shared / "x", home
+
+
+@pytest.fixture
+def shared_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``<tmp>/shared/x``: a link in a sticky world-writable folder (a /tmp stand-in), owned by another user and
+    pointing at a folder of ours."""
+    link, _ = _sticky_link(tmp_path)
     _owned_by_another_user(link, monkeypatch)
     return link
 
@@ -74,12 +69,8 @@ def test_a_cache_path_through_another_users_link_in_a_sticky_folder_is_refused(s
 
 
 def test_our_own_link_in_a_sticky_folder_is_followed(tmp_path: Path) -> None:
-    shared, home = tmp_path / "shared", tmp_path / "home"
-    shared.mkdir()
-    shared.chmod(0o1777)
-    home.mkdir(mode=0o700)
-    (shared / "x").symlink_to(home, target_is_directory=True)
-    prepare_folder(shared / "x" / "cpnet")
+    link, home = _sticky_link(tmp_path)
+    prepare_folder(link / "cpnet")
     assert (home / "cpnet").is_dir()
 
 
