@@ -226,10 +226,11 @@ def prepare_eval_dir(path: str | Path) -> Path:
 
 # --- what a training keeps ------------------------------------------------------------------------------------------
 
-def read_metrics(path: Path, upto_epoch: int | None = None, progress: bool = False) -> tuple[list[dict], str | None]:
+def read_metrics(path: Path, upto_epoch: int | None = None, progress: bool | None = False
+                 ) -> tuple[list[dict], str | None]:
     """The epoch records of the metrics file ``path`` (none when it does not exist; with ``progress``, the records
-    of progress inside an epoch instead, those with an ``iteration``) and a note naming a last line that is
-    incomplete (no newline, or not JSON), which is left out."""
+    of progress inside an epoch instead, those with an ``iteration``; with ``progress=None``, both, in file order)
+    and a note naming a last line that is incomplete (no newline, or not JSON), which is left out."""
     if not path.is_file():
         return [], None
     text = path.read_text(errors="replace")
@@ -249,7 +250,7 @@ def read_metrics(path: Path, upto_epoch: int | None = None, progress: bool = Fal
                              "per line as cpnet writes them") from None
         if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
             raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'epoch'")
-        if ("iteration" in record) == progress:
+        if progress is None or ("iteration" in record) == progress:
             records.append(record)
     if tail.strip():
         note = f"dropped the last line of {path}, cut short by an interrupted write ({tail[:40]!r}…)"
@@ -268,7 +269,7 @@ class RunRecorder:
     def __init__(self, run: RunFolder, keep_epochs: int = 0, progress_seconds: float = 300.0) -> None:
         self.run, self.progress_seconds, self.last_progress = run, progress_seconds, time.monotonic()
         run.path.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in _all_records(run.metrics) if r["epoch"] <= keep_epochs]
+        kept, _ = read_metrics(run.metrics, upto_epoch=keep_epochs, progress=None)  # a torn last line dropped
         atomic_write_text(run.metrics, "".join(json.dumps(r) + "\n" for r in kept))
         self.tb = _tensorboard(run.path / TENSORBOARD)
 
@@ -315,13 +316,6 @@ class RunRecorder:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-def _all_records(path: Path) -> list[dict]:
-    """Epoch and progress records of ``path``, in file order (a last line cut short left out)."""
-    epochs, _ = read_metrics(path)
-    steps, _ = read_metrics(path, progress=True)
-    return sorted(epochs + steps, key=lambda r: (r["epoch"], "iteration" not in r, r.get("iteration", 0)))
 
 
 def _tensorboard(log_dir: Path):
