@@ -329,3 +329,27 @@ def test_torchscript_export_says_what_it_checks_and_why_a_difference_is_accepted
     monkeypatch.setattr(export, "rounding_sensitivity", lambda *args, **kwargs: 1e-5)
     assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--out", str(out), "--force"]) == 1
     assert "more than 2x PyTorch's own rounding sensitivity" in capsys.readouterr().err
+
+
+def test_a_preprocessing_spec_read_from_a_sidecar_is_bounded_and_named():
+    """The sidecar is a file a deployment reads back: its sizes are bounded before anything is allocated."""
+    from cpnet.data.preprocess import Preprocessing
+
+    good = {"num_frames": 8, "stride": 2, "sampling": "dense", "size": 112, "short_side": 128}
+    assert Preprocessing.from_dict(good) == Preprocessing(8, 2, "dense", 112, 128)
+    with pytest.raises(ValueError, match=r"preprocessing size: expected an integer in \[1, 4096\], got 1000000000"):
+        Preprocessing.from_dict({**good, "size": 10**9})
+    with pytest.raises(ValueError, match="preprocessing: missing stride"):
+        Preprocessing.from_dict({k: v for k, v in good.items() if k != "stride"})
+    with pytest.raises(ValueError, match="preprocessing protocol"):
+        Preprocessing.from_dict({**good, "protocol": "everything"})
+    with pytest.raises(ValueError, match=r"frames: expected uint8 RGB"):
+        cpnet.preprocess(np.zeros((4, 8, 8, 3), np.float32), good)
+
+
+def test_an_export_at_another_crop_size_scales_the_short_side_alike(tmp_path):
+    from cpnet.app.export import export_preprocessing
+
+    cfg = config_from_dict({"data": {"num_frames": 8, "size": 112, "short_side": 128}})
+    assert export_preprocessing(cfg, 8, 112).short_side == 128
+    assert export_preprocessing(cfg, 16, 224).short_side == 256 and export_preprocessing(cfg, 16, 224).num_frames == 16

@@ -182,3 +182,24 @@ def test_batch_mode_logs_progress_inside_an_epoch_and_says_what_an_epoch_drops(c
     assert "epoch 1/1 iter 1/" in log and "eta epoch" in log
     match = re.search(r"(\d+) training clips \((\d+) per epoch: the last partial batch is dropped\)", log)
     assert match and int(match.group(2)) % 4 == 0 and int(match.group(2)) < int(match.group(1))
+
+
+def test_init_from_a_safetensors_export_takes_its_options_and_weights(run_dir, dataset, tmp_path, capsys):
+    """Issue 23.1: `--init` a `.safetensors` export as well as a checkpoint; its stored options build the model (the
+    config names the preset only) and every weight is loaded (lr 0: the convolutions stay as exported)."""
+    weights = tmp_path / "w.safetensors"
+    assert main(["export", "--checkpoint", str(run_dir / "checkpoint_best.pt"), "--format", "safetensors",
+                 "--out", str(weights)]) == 0
+    config = tmp_path / "bare.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "model": {"name": "c3d_r18"}, "data": {**TINY["data"],
+                                                                                      "root": str(dataset)}}))
+    out = tmp_path / "tuned"
+    assert main(["train", "--config", str(config), "--out", str(out), "--init", str(weights), "--no-progress",
+                 "--set", "train.epochs=1", "--set", "optim.lr=0"]) == 0
+    printed = capsys.readouterr().out
+    taken = next(line for line in printed.splitlines() if line.startswith("model.options from w.safetensors: "))
+    assert "width=4" in taken and "stem_stride=1" in taken and "classifier included" in printed
+    start, tuned = torch.load(run_dir / "checkpoint_best.pt")["model"], torch.load(out / "checkpoint_last.pt")["model"]
+    assert torch.equal(start["conv1.weight"], tuned["conv1.weight"]) and torch.equal(start["fc.weight"],
+                                                                                      tuned["fc.weight"])
+    assert load_config(out / "config.yaml").model.options["width"] == 4

@@ -159,3 +159,21 @@ def test_a_write_that_fails_mid_checkpoint_raises_the_oserror_naming_the_file(tm
     assert done.stdout.split() == ["OSError", "True", str(tmp_path / "ckpt.pt")]
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+@pytest.mark.robustness
+def test_messages_show_a_checkpoints_fields_bounded(tmp_path):
+    """Values read from a checkpoint reach error messages cut short: a shared-reference bomb as ``version`` or
+    ``model_name`` is named by its kind, never expanded by repr."""
+    from cpnet.engine.checkpoint import check_compatible
+
+    bomb: list = ["x"]
+    for _ in range(40):  # 2^40 leaves if expanded
+        bomb = [bomb, bomb]
+    atomic_save({"format": "cpnet-checkpoint", "version": bomb}, tmp_path / "v.pt")
+    with pytest.raises(ValueError, match=r"checkpoint version a list is not supported"):
+        load_checkpoint(tmp_path / "v.pt")
+    with pytest.raises(ValueError, match=r"is for model a list \(expected 'c2d_r18'\) and an integer of 200 bits"):
+        check_compatible({"model_name": bomb, "num_classes": 2**199}, "c2d_r18", 3)
+    with pytest.raises(ValueError, match=r"model 'xxxxxxxx.*…"):
+        check_compatible({"model_name": "x" * 10_000, "num_classes": 3}, "c2d_r18", 3)
