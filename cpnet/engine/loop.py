@@ -129,7 +129,7 @@ def train_one_epoch(
     show = is_main() and (sys.stderr.isatty() if options.progress is None else options.progress)
     totals, start = _EpochTotals(), time.perf_counter()
     report = IntervalReport(options.report, epoch=epoch, epochs=options.epochs, iterations=len(loader),
-                            device=device, log=log or print, on_progress=on_progress) if is_main() and log else None
+                            device=device, log=log, on_progress=on_progress) if is_main() and log else None
     optimizer.zero_grad(set_to_none=True)
     window_has_grads = False  # an optimiser step only after some backward: an enabled AMP scaler refuses otherwise
     with tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not show, leave=False) as bar:
